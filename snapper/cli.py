@@ -1,0 +1,196 @@
+"""The typer CLI: parse -> one library call -> render. The only module that prints or exits."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from snapper import __version__
+from snapper.errors import SnapperError, UsageError
+
+app = typer.Typer(
+    name="snapper",
+    help="Forensic snapshots of Docker overlay2 storage: collect, find leaked layer dirs, diff over time.",
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+_STATE: dict[str, bool] = {"debug": False}
+T = TypeVar("T")
+
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | json | csv")]
+
+
+def _fail(e: SnapperError) -> None:
+    if _STATE["debug"]:
+        traceback.print_exc()
+    print(f"snapper: error: {e.line()}", file=sys.stderr)
+    raise typer.Exit(e.exit_code)
+
+
+def _run(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except SnapperError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        print("snapper: interrupted", file=sys.stderr)
+        raise typer.Exit(130) from None
+    except (typer.Exit, SystemExit):
+        raise
+    except Exception as e:  # a bug: still one line, the traceback only with --debug
+        if _STATE["debug"]:
+            traceback.print_exc()
+        print(f"snapper: error: internal error: {type(e).__name__}: {e} (rerun with --debug and report it)",
+              file=sys.stderr)
+        raise typer.Exit(1) from None
+    raise AssertionError("unreachable")
+
+
+def _check_format(fmt: str, allowed: tuple[str, ...] = ("table", "json", "csv")) -> None:
+    if fmt not in allowed:
+        _fail(UsageError(f"--format {fmt}", "unknown format", f"use one of {', '.join(allowed)}"))
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for errors")] = False,
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
+) -> None:
+    """snapper: see what leaked under /var/lib/docker/overlay2, when, from what, and why."""
+    _STATE["debug"] = debug
+    if version:
+        print(f"snapper {__version__}")
+        raise typer.Exit(0)
+
+
+class _RichProgress:
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.files = 0
+        self.bytes = 0
+        self.p = Progress(TextColumn("walking overlay2"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), transient=True)
+        self.task: Any = None
+
+    def start(self, total_layers: int) -> None:
+        self.p.start()
+        self.task = self.p.add_task("walk", total=total_layers, stats="")
+
+    def advance(self, files: int, nbytes: int) -> None:
+        from snapper.render import human_bytes
+
+        self.files += files
+        self.bytes += nbytes
+        self.p.update(self.task, advance=1, stats=f"{self.files:,} files {human_bytes(self.bytes)}")
+
+    def stop(self) -> None:
+        self.p.stop()
+
+
+@app.command()
+def collect(
+    root: Annotated[str | None, typer.Option(help="Docker data root (default: daemon.json data-root, "
+                                             "else /var/lib/docker)")] = None,
+    out: Annotated[str | None, typer.Option(help="snapshot dir to create (must not exist); default "
+                                            "snapshots/<host>/<UTC time>")] = None,
+    hash: Annotated[str, typer.Option("--hash", help="content hashes: none | partial | full")] = "none",
+    jobs: Annotated[int, typer.Option(help="parallel walkers (0 = choose)")] = 0,
+    no_api: Annotated[bool, typer.Option("--no-api", help="do not ask the engine API")] = False,
+    socket: Annotated[str | None, typer.Option(help="engine API socket (default: from the dockerd "
+                                               "command line)")] = None,
+    series: Annotated[str, typer.Option(help="where default snapshot paths go")] = "snapshots",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no summary")] = False,
+) -> None:
+    """Snapshot every file under overlay2/ plus Docker's metadata into Parquet (read-only).
+
+    Examples:
+      sudo snapper collect
+      sudo snapper collect --root /srv/docker --out /var/tmp/snap1 --hash partial
+    """
+    from snapper.collect import CollectOptions
+    from snapper.collect import collect as do_collect
+    from snapper.render import human_bytes
+
+    opts = CollectOptions(root=root, out=out, hash_mode=hash, jobs=jobs, api=not no_api, socket=socket,
+                          series_dir=series)
+    prog = _RichProgress() if (sys.stderr.isatty() and not quiet) else None
+    try:
+        res = _run(lambda: do_collect(opts, prog))
+    finally:
+        if prog is not None:
+            prog.stop()
+    if quiet:
+        print(res.path)
+        return
+    m = res.manifest
+    rows = m.get("rows", {})
+    for note in m.get("layout", {}).get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    daemon = m["daemon"]
+    if daemon["state_changed"]:
+        print("warning: the daemon changed the store during the collect "
+              f"({daemon['changes'] or 'daemon started or stopped'}); results are advisory", file=sys.stderr)
+    print(f"snapshot {res.path}")
+    print(f"  data root {m['data_root']} ({m['data_root_source']}), daemon "
+          f"{'running' if daemon['running'] else 'not running'}, api {m['api_status']}")
+    print(f"  {m['overlay2_entries']} overlay2 entries, {rows.get('files', 0):,} files, "
+          f"{rows.get('layerdb', 0)} layerdb chains, {rows.get('images', 0)} images, "
+          f"{rows.get('containers', 0)} containers, {m['errors']} errors, {m['durations']['total_s']} s")
+    used = m["statvfs"]["used_bytes"]
+    print(f"  filesystem used {human_bytes(used)}")
+
+
+@app.command()
+def show(
+    snapshot: Annotated[Path, typer.Argument(help="snapshot directory")],
+    format: FormatOpt = "table",
+) -> None:
+    """Print a snapshot's manifest and row counts.
+
+    Examples:
+      snapper show snapshots/host/20261128T000000Z
+      snapper show SNAP --format json | jq .rows
+    """
+    from snapper.render import render_json
+    from snapper.snapshot import open_snapshot
+
+    _check_format(format, ("table", "json"))
+    snap = _run(lambda: open_snapshot(snapshot))
+    m = snap.manifest
+    if format == "json":
+        render_json(m)
+        return
+    print(f"snapshot      {snap.path}")
+    for key in ("host", "data_root", "started_utc", "finished_utc", "tool_version", "schema_version",
+                "api_status"):
+        print(f"{key:<14}{m.get(key)}")
+    print(f"{'daemon':<14}{'running' if m['daemon']['running'] else 'stopped'}"
+          f"{' (state changed during collect)' if m['daemon']['state_changed'] else ''}")
+    print(f"{'engine':<14}{m.get('engine', {}).get('engine_version') or 'unknown'}")
+    print(f"{'options':<14}{m.get('options')}")
+    print("rows:")
+    for name, n in m.get("rows", {}).items():
+        print(f"  {name:<16}{n:>12,}")
+
+
+def main() -> None:
+    try:
+        app()
+    except SnapperError as e:  # pragma: no cover - commands already map these
+        print(f"snapper: error: {e.line()}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("COLUMNS", "200")
+    main()

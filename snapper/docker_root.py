@@ -1,0 +1,176 @@
+"""Find the Docker data root, detect its storage layout, and whether a daemon is running on it.
+
+Everything here is read-only: daemon.json, the process table (/proc/*/cmdline) and directory listings.
+Layout rules follow moby ``daemon/image_store_choice.go`` (see docs/docker-storage.md section 1.1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from snapper.errors import DataRootError
+
+DEFAULT_ROOT = Path("/var/lib/docker")
+DAEMON_JSON = Path("/etc/docker/daemon.json")
+GRAPH_DRIVERS = ("overlay2", "overlay", "aufs", "devicemapper", "btrfs", "zfs", "vfs", "fuse-overlayfs")
+CONTAINERD_SNAPSHOTTER_DIR = "io.containerd.snapshotter.v1.overlayfs"
+
+
+@dataclass(frozen=True)
+class DaemonProcess:
+    pid: int
+    exe: str
+    data_root: str
+    hosts: tuple[str, ...]
+    storage_driver: str | None
+
+
+@dataclass(frozen=True)
+class Layout:
+    data_root: str
+    root_source: str  # --root | daemon.json | default
+    active_driver: str | None  # overlay2 when its tree is usable
+    driver_trees: tuple[str, ...]  # graph driver dirs present (non-empty)
+    containerd_store: bool  # containerd image store in use (or its tree present with no graph driver)
+    containerd_roots: tuple[str, ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def read_daemon_json(path: Path = DAEMON_JSON) -> dict[str, object]:
+    """daemon.json as a dict; {} when absent. A corrupt file is a clear error: it decides the data root."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise DataRootError(str(path), f"cannot read: {e.strerror}", "pass --root explicitly") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataRootError(str(path), f"not valid JSON ({e.msg} at line {e.lineno})",
+                            "fix the file or pass --root explicitly") from e
+    return data if isinstance(data, dict) else {}
+
+
+def find_data_root(root: str | None, daemon_json: Path = DAEMON_JSON) -> tuple[Path, str]:
+    """--root, else data-root (or legacy graph) from daemon.json, else /var/lib/docker."""
+    if root:
+        chosen, source = Path(root), "--root"
+    else:
+        cfg = read_daemon_json(daemon_json)
+        configured = cfg.get("data-root") or cfg.get("graph")
+        if isinstance(configured, str) and configured:
+            chosen, source = Path(configured), f"data-root in {daemon_json}"
+        else:
+            chosen, source = DEFAULT_ROOT, "default"
+    try:
+        st = os.stat(chosen)
+    except FileNotFoundError as e:
+        raise DataRootError(str(chosen), f"data root does not exist ({source})",
+                            "pass --root with the dockerd --data-root") from e
+    except PermissionError as e:
+        raise DataRootError(str(chosen), "permission denied", "run as root or pass a readable --root") from e
+    if not stat.S_ISDIR(st.st_mode):
+        raise DataRootError(str(chosen), "not a directory", "pass --root with the dockerd --data-root")
+    return Path(os.path.realpath(chosen)), source
+
+
+def _nonempty_dir(p: Path) -> bool:
+    try:
+        with os.scandir(p) as it:
+            return any(True for _ in it)
+    except OSError:
+        return False
+
+
+def detect_layout(root: Path, source: str, daemon_json: Path = DAEMON_JSON) -> Layout:
+    notes: list[str] = []
+    trees = tuple(d for d in GRAPH_DRIVERS if _nonempty_dir(root / d))
+    cfg = read_daemon_json(daemon_json) if source != "--root" else {}
+    features = cfg.get("features")
+    c8d_flag = isinstance(features, dict) and features.get("containerd-snapshotter") is True
+    c8d_roots = []
+    for cand in (root / "containerd" / "daemon", Path("/var/lib/containerd")):
+        if (cand / CONTAINERD_SNAPSHOTTER_DIR).is_dir():
+            c8d_roots.append(str(cand))
+    overlay2 = root / "overlay2"
+    overlay2_used = overlay2.is_dir() and _nonempty_dir(overlay2)
+    # With data in overlay2/ the daemon keeps the graph driver ("graphdriver-prior") unless told otherwise.
+    containerd_store = c8d_flag or (not overlay2_used and (root / "rootfs").is_dir())
+    active = "overlay2" if overlay2_used and not c8d_flag else None
+    if active is None and containerd_store:
+        notes.append("overlay2 is missing or empty and the containerd image store is in use: "
+                     "its snapshots are not walked yet (containerd support comes with reachability)")
+    elif active is None:
+        notes.append("no overlay2 tree under the data root: nothing to walk")
+    for other in trees:
+        if other != "overlay2":
+            notes.append(f"{other}/ holds data of another storage driver (dormant store)")
+    return Layout(str(root), source, active, trees, containerd_store, tuple(c8d_roots), tuple(notes))
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
+def _flag_values(args: list[str], *names: str) -> list[str]:
+    out: list[str] = []
+    for i, a in enumerate(args):
+        for n in names:
+            if a == n and i + 1 < len(args):
+                out.append(args[i + 1])
+            elif a.startswith(n + "="):
+                out.append(a.split("=", 1)[1])
+    return out
+
+
+def find_daemons(root: Path, daemon_json: Path = DAEMON_JSON) -> list[DaemonProcess]:
+    """dockerd processes whose data root is ``root`` (from their command line or daemon.json)."""
+    found: list[DaemonProcess] = []
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        args = _cmdline(pid)
+        if not args or os.path.basename(args[0]) != "dockerd":
+            continue
+        roots = _flag_values(args, "--data-root", "-g", "--graph")
+        cfg_files = _flag_values(args, "--config-file")
+        if roots:
+            droot = roots[-1]
+        else:
+            cfg = read_daemon_json(Path(cfg_files[-1]) if cfg_files else daemon_json)
+            configured = cfg.get("data-root") or cfg.get("graph")
+            droot = configured if isinstance(configured, str) and configured else str(DEFAULT_ROOT)
+        try:
+            same = os.path.realpath(droot) == str(root)
+        except OSError:
+            same = False
+        if same:
+            drivers = _flag_values(args, "--storage-driver", "-s")
+            found.append(DaemonProcess(pid, args[0], droot, tuple(_flag_values(args, "-H", "--host")),
+                                       drivers[-1] if drivers else None))
+    return found
+
+
+def api_socket_candidates(daemons: list[DaemonProcess]) -> list[str]:
+    """unix sockets the running daemons listen on; the default socket last."""
+    out: list[str] = []
+    for d in daemons:
+        for h in d.hosts:
+            if h.startswith("unix://"):
+                out.append(h[len("unix://"):])
+        if not d.hosts:
+            out.append("/var/run/docker.sock")
+    if daemons and "/var/run/docker.sock" not in out:
+        out.append("/var/run/docker.sock")
+    return out

@@ -1,0 +1,327 @@
+"""Every Arrow schema of a snapshot, in one place, with a description per field.
+
+A snapshot is a directory with one zstd Parquet file per table below and a ``manifest.json``.
+``SCHEMA_VERSION`` changes whenever a table or column changes meaning; readers refuse other versions.
+The README's schema section is generated from ``TABLES`` (``snapper.schema.markdown()``) and a test
+keeps the two in sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+_STR = pa.string()
+_DSTR = pa.dictionary(pa.int32(), pa.string())
+_I64 = pa.int64()
+_U32 = pa.uint32()
+_BOOL = pa.bool_()
+_LSTR = pa.list_(pa.string())
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str
+    columns: tuple[tuple[str, pa.DataType, str], ...]
+
+    @property
+    def schema(self) -> pa.Schema:
+        fields = [
+            pa.field(name, typ, nullable=True, metadata={"description": desc})
+            for name, typ, desc in self.columns
+        ]
+        return pa.schema(fields, metadata={"table": self.name, "schema_version": str(SCHEMA_VERSION)})
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c[0] for c in self.columns]
+
+
+FILES = Table(
+    "files",
+    "One row per entry under each overlay2/<dir> (the dir itself is path '.'), walked with lstat only.",
+    (
+        ("layer_id", _DSTR, "name of the overlay2 entry this row belongs to"),
+        ("path", _STR, "path relative to the layer dir; bytes that are not UTF-8 shown as \\xNN"),
+        ("path_raw", pa.binary(), "exact path bytes, only when the name is not valid UTF-8 (else null)"),
+        ("type", _DSTR, "f file, d dir, l symlink, c char dev, b block dev, p fifo, s socket, ? other"),
+        ("size", _I64, "st_size (apparent bytes)"),
+        ("allocated", _I64, "st_blocks * 512"),
+        ("inode", _I64, "st_ino"),
+        ("dev", _I64, "st_dev"),
+        ("nlink", _U32, "st_nlink"),
+        ("mode", _U32, "st_mode (type and permission bits)"),
+        ("uid", _U32, "st_uid"),
+        ("gid", _U32, "st_gid"),
+        ("mtime_ns", _I64, "st_mtime_ns"),
+        ("ctime_ns", _I64, "st_ctime_ns"),
+        ("whiteout", _BOOL, "overlay whiteout: char device 0/0"),
+        ("opaque", _BOOL, "overlay opaque dir (trusted.overlay.opaque or user.overlay.opaque = y)"),
+        ("mount_point", _BOOL, "a dir on another mount (not descended), e.g. merged/ of a running container"),
+        ("link_target", _STR, "symlink target as stored (never followed); non-UTF-8 bytes as \\xNN"),
+        ("hash", pa.binary(16), "xxh3_128 of the content per --hash (partial: size+first+last 64 KiB)"),
+    ),
+)
+
+LAYERS = Table(
+    "layers",
+    "One row per entry directly under overlay2/ (including l/), with markers and du-style totals.",
+    (
+        ("layer_id", _STR, "entry name under overlay2/"),
+        ("name_class", _STR, "hex64 | hex64-init | buildkit25 | links (the l/ dir) | other"),
+        ("entry_type", _STR, "file type of the entry itself (d for a normal layer dir)"),
+        ("has_diff", _BOOL, "diff/ exists"),
+        ("has_link", _BOOL, "link file exists"),
+        ("has_lower", _BOOL, "lower file exists"),
+        ("has_work", _BOOL, "work/ exists"),
+        ("has_merged", _BOOL, "merged/ exists"),
+        ("has_committed", _BOOL, "committed marker exists (this dir is a parent of another layer)"),
+        ("link_id", _STR, "content of the link file: the 26-char short id in l/"),
+        ("lower", _STR, "raw content of the lower file (colon-separated l/<short>)"),
+        ("lower_ids", _LSTR, "lower chain resolved to layer ids, nearest parent first (null where unresolved)"),
+        ("lower_unresolved", _I64, "lower entries whose l/ link is missing or does not point at a dir"),
+        ("mounted", _BOOL, "merged/ (or the dir) is a mount point in /proc/self/mountinfo now"),
+        ("file_count", _I64, "entries walked including the dir itself (what `find DIR -xdev` lists)"),
+        ("apparent_bytes", _I64, "sum of st_size, each inode once"),
+        ("allocated_bytes", _I64, "sum of st_blocks*512, each inode once (`du -sx -B1 DIR`)"),
+        ("dir_inode", _I64, "inode of the layer dir"),
+        ("dir_mtime_ns", _I64, "mtime of the layer dir"),
+        ("dir_ctime_ns", _I64, "ctime of the layer dir"),
+        ("diff_mtime_ns", _I64, "mtime of diff/"),
+        ("diff_ctime_ns", _I64, "ctime of diff/"),
+        ("link_mtime_ns", _I64, "mtime of the link file (about when the dir was created)"),
+        ("link_ctime_ns", _I64, "ctime of the link file"),
+        ("walk_status", _STR, "ok | partial (some entries failed, see errors) | vanished | error"),
+        ("walk_errors", _I64, "number of errors rows for this layer"),
+    ),
+)
+
+LINKS = Table(
+    "links",
+    "Symlinks in overlay2/l/ (short id -> ../<dir>/diff).",
+    (
+        ("short_id", _STR, "symlink name"),
+        ("target", _STR, "symlink target as stored"),
+        ("target_layer_id", _STR, "<dir> parsed from ../<dir>/diff (null if the target has another shape)"),
+        ("well_formed", _BOOL, "target has the shape ../<dir>/diff"),
+        ("dangling", _BOOL, "the target does not exist"),
+        ("is_symlink", _BOOL, "false for a non-symlink entry in l/"),
+    ),
+)
+
+LAYERDB = Table(
+    "layerdb",
+    "image/<driver>/layerdb/sha256/<chain>: read-only layers of the layer store.",
+    (
+        ("dir_name", _STR, "directory name (the chain id hex, or <chain>-<rand>-removing)"),
+        ("chain_id", _STR, "sha256:<chain id>"),
+        ("diff_id", _STR, "content of the diff file"),
+        ("parent", _STR, "content of the parent file (null for a base layer)"),
+        ("cache_id", _STR, "content of the cache-id file: the overlay2 dir name"),
+        ("size", _I64, "content of the size file"),
+        ("removing", _BOOL, "a -removing leftover of an interrupted delete (20.10+)"),
+        ("has_tar_split", _BOOL, "tar-split.json.gz exists"),
+        ("mtime_ns", _I64, "mtime of the directory"),
+        ("problem", _STR, "why the entry is malformed (null when fine)"),
+    ),
+)
+
+MOUNTS = Table(
+    "mounts",
+    "image/<driver>/layerdb/mounts/<name>: read-write layers (containers, BuildKit transient mounts).",
+    (
+        ("name", _STR, "container id, or a 25-char BuildKit id for transient mounts"),
+        ("name_class", _STR, "hex64 | buildkit25 | other"),
+        ("mount_id", _STR, "overlay2 dir of the RW layer"),
+        ("init_id", _STR, "overlay2 dir of the init layer (null for BuildKit mounts)"),
+        ("parent", _STR, "sha256:<chain id> of the image top layer (null for FROM scratch)"),
+        ("mtime_ns", _I64, "mtime of the directory"),
+        ("problem", _STR, "why the entry is malformed (null when fine)"),
+    ),
+)
+
+IMAGES = Table(
+    "images",
+    "image/<driver>/imagedb/content/sha256/<id>: image configs, with derived chain ids.",
+    (
+        ("image_id", _STR, "sha256:<id> (the file name)"),
+        ("digest_ok", _BOOL, "sha256 of the file equals its name"),
+        ("created", _STR, "config 'created' timestamp as written"),
+        ("diff_ids", _LSTR, "rootfs.diff_ids"),
+        ("chain_ids", _LSTR, "chain id of every prefix of diff_ids"),
+        ("top_chain_id", _STR, "last element of chain_ids (null for an image without layers)"),
+        ("parent", _STR, "imagedb/metadata/<id>/parent (legacy builder intermediate images)"),
+        ("last_updated", _STR, "imagedb/metadata/<id>/lastUpdated"),
+        ("tags", _LSTR, "references from repositories.json"),
+        ("mtime_ns", _I64, "mtime of the config file"),
+        ("problem", _STR, "why the config could not be used (null when fine)"),
+    ),
+)
+
+TAGS = Table(
+    "tags",
+    "repositories.json: every reference -> image id (tags to missing images included).",
+    (
+        ("repository", _STR, "repository name"),
+        ("ref", _STR, "reference (repo:tag or repo@digest)"),
+        ("image_id", _STR, "sha256:<image id>"),
+    ),
+)
+
+CONTAINERS = Table(
+    "containers",
+    "containers/<id>/config.v2.json (never environment or label values).",
+    (
+        ("container_id", _STR, "directory name"),
+        ("name", _STR, "container name"),
+        ("image", _STR, "image id"),
+        ("driver", _STR, "storage driver recorded for the container"),
+        ("state", _STR, "running | paused | restarting | dead | removing | exited | created"),
+        ("running", _BOOL, "State.Running"),
+        ("dead", _BOOL, "State.Dead"),
+        ("removal_in_progress", _BOOL, "State.RemovalInProgress (persisted up to 28.1)"),
+        ("created", _STR, "Created timestamp"),
+        ("config_present", _BOOL, "config.v2.json exists"),
+        ("mtime_ns", _I64, "mtime of config.v2.json (or of the dir when missing)"),
+        ("problem", _STR, "missing or corrupt config (null when fine)"),
+    ),
+)
+
+WRITE_SETS = Table(
+    "write_sets",
+    "image/<driver>/layerdb/tmp/*: transactions of interrupted layer registrations.",
+    (
+        ("name", _STR, "entry name (write-set-<n>)"),
+        ("entry_type", _STR, "file type"),
+        ("files", _I64, "entries inside"),
+        ("bytes", _I64, "apparent bytes inside"),
+        ("mtime_ns", _I64, "mtime of the entry"),
+        ("ctime_ns", _I64, "ctime of the entry"),
+    ),
+)
+
+MOUNTINFO = Table(
+    "mountinfo",
+    "Mounts at or under the data root, from /proc/self/mountinfo at collection time.",
+    (
+        ("mount_id", _I64, "mount id"),
+        ("parent_id", _I64, "parent mount id"),
+        ("major_minor", _STR, "st_dev of the mount"),
+        ("root", _STR, "root of the mount within its filesystem"),
+        ("mount_point", _STR, "mount point (octal escapes decoded)"),
+        ("rel_path", _STR, "mount point relative to the data root"),
+        ("fstype", _STR, "filesystem type"),
+        ("source", _STR, "mount source"),
+        ("options", _STR, "per-mount options"),
+        ("super_options", _STR, "per-superblock options (overlay: lowerdir, upperdir, workdir)"),
+        ("upperdir", _STR, "overlay upperdir, when present"),
+        ("layer_id", _STR, "overlay2 dir this mount belongs to (mount point or upperdir), when any"),
+    ),
+)
+
+API_IMAGES = Table(
+    "api_images",
+    "Engine API view (cross-check only): GET /images/json + /images/{id}/json.",
+    (
+        ("image_id", _STR, "Id"),
+        ("tags", _LSTR, "RepoTags"),
+        ("size", _I64, "Size"),
+        ("graph_driver", _STR, "GraphDriver.Name"),
+        ("upper_dir", _STR, "GraphDriver.Data.UpperDir"),
+        ("lower_dir", _STR, "GraphDriver.Data.LowerDir"),
+        ("top_layer_id", _STR, "overlay2 dir of UpperDir"),
+        ("lower_layer_ids", _LSTR, "overlay2 dirs of LowerDir"),
+    ),
+)
+
+API_CONTAINERS = Table(
+    "api_containers",
+    "Engine API view (cross-check only): GET /containers/json?all=1 + /containers/{id}/json.",
+    (
+        ("container_id", _STR, "Id"),
+        ("name", _STR, "Name"),
+        ("image_id", _STR, "Image"),
+        ("state", _STR, "State.Status"),
+        ("upper_dir", _STR, "GraphDriver.Data.UpperDir"),
+        ("lower_dir", _STR, "GraphDriver.Data.LowerDir"),
+        ("mount_layer_id", _STR, "overlay2 dir of UpperDir (the mount-id)"),
+        ("init_layer_id", _STR, "first LowerDir entry when it is an -init dir"),
+        ("size_rw", _I64, "SizeRw (when reported)"),
+    ),
+)
+
+API_BUILD_CACHE = Table(
+    "api_build_cache",
+    "Engine API view (cross-check only): BuildCache records from GET /system/df.",
+    (
+        ("id", _STR, "record ID"),
+        ("type", _STR, "Type"),
+        ("description", _STR, "Description"),
+        ("size", _I64, "Size"),
+        ("in_use", _BOOL, "InUse"),
+        ("shared", _BOOL, "Shared"),
+        ("created_at", _STR, "CreatedAt"),
+        ("last_used_at", _STR, "LastUsedAt"),
+        ("parents", _LSTR, "Parents (or Parent)"),
+    ),
+)
+
+API_DF = Table(
+    "api_df",
+    "Engine API view: what `docker system df` reports, one row per kind.",
+    (
+        ("kind", _STR, "images | containers | volumes | build_cache"),
+        ("total_count", _I64, "objects"),
+        ("active", _I64, "objects in use"),
+        ("size", _I64, "bytes as the CLI sums them (build cache: non-shared records only)"),
+        ("reclaimable", _I64, "bytes the CLI calls reclaimable"),
+    ),
+)
+
+ERRORS = Table(
+    "errors",
+    "Every per-entry failure; the collect goes on.",
+    (
+        ("source", _STR, "walk | layerdb | mounts | images | tags | containers | ... | api"),
+        ("object", _STR, "path or object name (relative to the data root when under it)"),
+        ("op", _STR, "lstat | scandir | open | read | parse | hash | request ..."),
+        ("errno", _I64, "errno when an OSError (null otherwise)"),
+        ("message", _STR, "one-line description"),
+    ),
+)
+
+TABLES: tuple[Table, ...] = (
+    FILES,
+    LAYERS,
+    LINKS,
+    LAYERDB,
+    MOUNTS,
+    IMAGES,
+    TAGS,
+    CONTAINERS,
+    WRITE_SETS,
+    MOUNTINFO,
+    API_IMAGES,
+    API_CONTAINERS,
+    API_BUILD_CACHE,
+    API_DF,
+    ERRORS,
+)
+
+BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
+
+
+def markdown() -> str:
+    """The README schema section: one table per snapshot table."""
+    out = [f"Schema version **{SCHEMA_VERSION}**. Every table is `<name>.parquet` (zstd) in the snapshot dir.\n"]
+    for t in TABLES:
+        out.append(f"#### `{t.name}`\n\n{t.description}\n\n| column | type | description |\n|---|---|---|")
+        for name, typ, desc in t.columns:
+            shown = "string" if pa.types.is_dictionary(typ) else str(typ)
+            out.append(f"| `{name}` | {shown} | {desc.replace('|', '/')} |")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,244 @@
+"""A snapshot on disk: a directory of zstd Parquet files (one per table) and ``manifest.json``.
+
+Writing is atomic: everything goes into a hidden sibling ``.<name>.partial-<pid>`` that is renamed to the
+final name only after every file is written and fsynced, so an interrupted collect never leaves a directory
+that passes as a snapshot. Stale partial dirs of dead processes are removed by the next run. Dirs are 0700
+and files 0600: a snapshot lists container contents.
+
+Reading validates the manifest, the schema version and every table file (footer and row count) before any
+query runs, so a damaged snapshot gives one clear error instead of a DuckDB traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from snapper.errors import OutputError, SnapshotError
+from snapper.schema import SCHEMA_VERSION, TABLES, Table
+
+MANIFEST = "manifest.json"
+PARTIAL_MARK = ".snapper-partial"
+_ROW_GROUP = 131072
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_partials(parent: Path) -> list[Path]:
+    """Remove ``.*.partial-<pid>`` dirs left by collects that died (their pid is gone)."""
+    removed: list[Path] = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        name = p.name
+        if not (name.startswith(".") and ".partial-" in name) or p.is_symlink() or not p.is_dir():
+            continue
+        pid_text = name.rsplit(".partial-", 1)[1]
+        if not pid_text.isdigit() or not (p / PARTIAL_MARK).exists():
+            continue
+        if int(pid_text) == os.getpid() or not _pid_alive(int(pid_text)):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def _create_private(path: Path) -> None:
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SnapshotWriter:
+    """Streams tables into a partial dir; ``finish`` makes it a snapshot, ``abort`` removes it."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        if out.exists() or out.is_symlink():
+            raise OutputError(str(out), "already exists", "choose a new --out path; snapshots are never overwritten")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.removed_partials = clean_stale_partials(out.parent)
+            self.tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+            os.mkdir(self.tmp, 0o700)
+            _create_private(self.tmp / PARTIAL_MARK)
+        except OSError as e:
+            raise OutputError(str(out.parent), f"cannot create the snapshot: {e.strerror}",
+                              "check the path, its permissions and free space") from e
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.rows: dict[str, int] = {t.name: 0 for t in TABLES}
+        self.pending: dict[str, list[pa.RecordBatch]] = {}
+        self.pending_rows: dict[str, int] = {}
+
+    def _writer(self, table: Table) -> pq.ParquetWriter:
+        w = self.writers.get(table.name)
+        if w is None:
+            path = self.tmp / f"{table.name}.parquet"
+            _create_private(path)
+            w = pq.ParquetWriter(str(path), table.schema, compression="zstd", compression_level=3)
+            self.writers[table.name] = w
+        return w
+
+    def _io(self, what: str, exc: OSError) -> OutputError:
+        return OutputError(str(self.out), f"writing {what} failed: {exc.strerror or exc}",
+                           "free space on the output filesystem or choose another --out")
+
+    def write_batch(self, table: Table, batch: pa.RecordBatch) -> None:
+        """Buffer batches and write them as row groups of about 128k rows."""
+        if batch.num_rows == 0:
+            return
+        self.pending.setdefault(table.name, []).append(batch)
+        self.pending_rows[table.name] = self.pending_rows.get(table.name, 0) + batch.num_rows
+        if self.pending_rows[table.name] >= _ROW_GROUP:
+            self._flush(table)
+
+    def _flush(self, table: Table) -> None:
+        batches = self.pending.pop(table.name, [])
+        self.pending_rows.pop(table.name, None)
+        if not batches:
+            return
+        try:
+            self._writer(table).write_table(pa.Table.from_batches(batches, schema=table.schema))
+        except OSError as e:
+            raise self._io(table.name, e) from e
+        self.rows[table.name] += sum(b.num_rows for b in batches)
+
+    def write_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        cols = {name: [r.get(name) for r in rows] for name in table.column_names}
+        arrays = []
+        for f in table.schema:
+            arr = pa.array(cols[f.name], f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+            arrays.append(arr.dictionary_encode() if pa.types.is_dictionary(f.type) else arr)
+        self.write_batch(table, pa.RecordBatch.from_arrays(arrays, schema=table.schema))
+
+    def finish(self, manifest: dict[str, Any]) -> Path:
+        try:
+            for t in TABLES:
+                self._flush(t)
+                if t.name not in self.writers:
+                    self._writer(t)
+            for w in self.writers.values():
+                w.close()
+            self.writers.clear()
+            manifest["rows"] = dict(self.rows)
+            manifest["schema_version"] = SCHEMA_VERSION
+            mpath = self.tmp / MANIFEST
+            _create_private(mpath)
+            with open(mpath, "w", encoding="utf-8") as f:
+                json.dump(manifest, f, indent=2, sort_keys=True)
+                f.write("\n")
+            for p in self.tmp.iterdir():
+                _fsync_path(p)
+            (self.tmp / PARTIAL_MARK).unlink()
+            _fsync_path(self.tmp)
+            if self.out.exists():
+                raise OutputError(str(self.out), "appeared while collecting", "choose a new --out path")
+            os.rename(self.tmp, self.out)
+            _fsync_path(self.out.parent)
+        except OSError as e:
+            self.abort()
+            raise self._io("the snapshot", e) from e
+        except BaseException:
+            self.abort()
+            raise
+        return self.out
+
+    def abort(self) -> None:
+        for w in self.writers.values():
+            with contextlib.suppress(Exception):
+                w.close()
+        self.writers.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    path: Path
+    manifest: dict[str, Any]
+
+    def table_path(self, name: str) -> Path:
+        return self.path / f"{name}.parquet"
+
+
+def open_snapshot(path: str | Path) -> Snapshot:
+    """Validate a snapshot dir: manifest, schema version, and every table's footer and row count."""
+    p = Path(path)
+    if not p.is_dir():
+        raise SnapshotError(str(p), "not a snapshot directory (does not exist or is not a directory)",
+                            "pass a directory written by `snapper collect`")
+    mpath = p / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise SnapshotError(str(p), "no manifest.json: not a snapshot, or an interrupted collect",
+                            "pass a directory written by `snapper collect`, or collect again") from e
+    except (OSError, ValueError) as e:
+        raise SnapshotError(str(mpath), f"unreadable manifest ({e})", "collect the snapshot again") from e
+    if not isinstance(manifest, dict):
+        raise SnapshotError(str(mpath), "manifest is not a JSON object", "collect the snapshot again")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SnapshotError(str(p), f"schema version {version!r}, this snapper reads version {SCHEMA_VERSION}",
+                            "collect again with this snapper, or use the snapper version that wrote it")
+    rows_raw = manifest.get("rows")
+    rows: dict[str, Any] = rows_raw if isinstance(rows_raw, dict) else {}
+    for t in TABLES:
+        tp = p / f"{t.name}.parquet"
+        try:
+            meta = pq.ParquetFile(tp).metadata
+        except FileNotFoundError as e:
+            raise SnapshotError(str(tp), "table file missing", "collect the snapshot again") from e
+        except (OSError, pa.ArrowException) as e:
+            raise SnapshotError(str(tp), f"corrupt Parquet file ({str(e).splitlines()[0][:120]})",
+                                "collect the snapshot again") from e
+        if rows.get(t.name) is not None and meta.num_rows != rows[t.name]:
+            raise SnapshotError(str(tp), f"{meta.num_rows} rows but the manifest says {rows[t.name]}",
+                                "collect the snapshot again")
+    return Snapshot(p, manifest)
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def view_statements(snap: Snapshot) -> list[str]:
+    """CREATE VIEW statements binding one snapshot's tables, runnable in any DuckDB."""
+    out = []
+    for t in TABLES:
+        src = _sql_str(str(snap.table_path(t.name).resolve()))
+        out.append(f"CREATE OR REPLACE VIEW {t.name} AS SELECT * FROM read_parquet({src});")
+    manifest = json.dumps(snap.manifest, sort_keys=True)
+    out.append(f"CREATE OR REPLACE VIEW manifest AS SELECT {_sql_str(manifest)}::JSON AS manifest;")
+    return out
+
+
+def connect(snap: Snapshot, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+    con = con or duckdb.connect()
+    for stmt in view_statements(snap):
+        con.execute(stmt)
+    return con
