@@ -276,17 +276,17 @@ class BoltDB:
         pos = start + PAGE_HEADER_SIZE
         if count == 0xFFFF:
             if pos + 8 > end:
-                raise BoltError(self._name, f"freelist page {pgid}: truncated extended count")
+                raise BoltError(self._name, f"page {pgid} (freelist): truncated extended count")
             (count,) = _U64.unpack_from(self._data, pos)
             pos += 8
         if count > (end - pos) // 8:
-            raise BoltError(self._name, f"freelist page {pgid}: {count} ids do not fit in the page")
+            raise BoltError(self._name, f"page {pgid} (freelist): {count} ids do not fit in the page")
         ids = list(struct.unpack_from(f"<{count}Q", self._data, pos))
         for free in ids:
             if free < 2 or free >= self._meta.pgid:
                 raise BoltError(
                     self._name,
-                    f"freelist page {pgid}: free page id {free} outside 2..{self._meta.pgid - 1}",
+                    f"page {pgid} (freelist): free page id {free} outside 2..{self._meta.pgid - 1}",
                 )
         return ids
 
@@ -481,19 +481,27 @@ class Bucket:
         return _Node(start, end, flags, count, label)
 
     def _leaves(self, guard: _Guard) -> Iterator[_Node]:
-        """Leaf nodes of this bucket's tree, left to right (iterative, depth-bounded)."""
+        """Leaf nodes of this bucket's tree, left to right (iterative, depth-bounded).
+
+        Pages are claimed when visited, so everything before a bad page is still yielded."""
         db = self._db
-        stack: list[tuple[_Node, int]] = [(self._top_node(guard), 0)]
-        while stack:
-            node, depth = stack.pop()
+        stack: list[tuple[int, int]] = []
+        node: _Node | None = self._top_node(guard)
+        depth = 0
+        while True:
+            if node is None:
+                if not stack:
+                    return
+                pgid, depth = stack.pop()
+                node = db._claim_tree_page(pgid, guard, self._what())
             if node.flags == LEAF_PAGE:
                 yield node
-                continue
-            if depth >= MAX_DEPTH:
-                raise db._error(f"{node.label}: B+tree deeper than {MAX_DEPTH}")
-            children = [pgid for _, _, pgid in db._branch_elements(node)]
-            for pgid in reversed(children):
-                stack.append((db._claim_tree_page(pgid, guard, self._what()), depth + 1))
+            else:
+                if depth >= MAX_DEPTH:
+                    raise db._error(f"{node.label}: B+tree deeper than {MAX_DEPTH}")
+                children = db._branch_elements(node)
+                stack.extend((child, depth + 1) for _, _, child in reversed(children))
+            node = None
 
     def _items(self, guard: _Guard) -> Iterator[tuple[bytes, bytes | Bucket]]:
         data = self._db.data

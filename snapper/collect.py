@@ -31,6 +31,8 @@ from snapper.docker_root import (
 from snapper.errors import UsageError
 from snapper.metadata import Rows
 from snapper.metadata.api import collect_api
+from snapper.metadata.buildkit import read_leases, read_records, read_residue, read_snapshot_keys
+from snapper.metadata.containerd import read_meta_leases, read_snapshotter
 from snapper.metadata.containers import read_containers
 from snapper.metadata.imagedb import read_images, read_tags
 from snapper.metadata.layerdb import name_class, read_chains, read_mounts, read_write_sets
@@ -41,15 +43,20 @@ from snapper.schema import (
     API_CONTAINERS,
     API_DF,
     API_IMAGES,
+    BUILDKIT_RECORDS,
+    BUILDKIT_SNAPSHOTS,
+    CONTAINERD_SNAPSHOTS,
     CONTAINERS,
     ERRORS,
     FILES,
     IMAGES,
     LAYERDB,
     LAYERS,
+    LEASES,
     LINKS,
     MOUNTINFO,
     MOUNTS,
+    RESIDUE,
     TAGS,
     WRITE_SETS,
 )
@@ -256,7 +263,21 @@ def _collect_into(writer: SnapshotWriter, opts: CollectOptions, root: Path, root
     errors += e
     containers, e = read_containers(root)
     errors += e
-    for table, rows in ((LAYERDB, chains), (MOUNTS, mounts), (WRITE_SETS, wsets), (TAGS, tags),
+    records, e = read_records(root)
+    errors += e
+    bk_keys, e = read_snapshot_keys(root)
+    errors += e
+    leases, e = read_leases(root, "buildkit/containerdmeta.db", "leases")
+    errors += e
+    ctr_leases, e = read_meta_leases(root, layout.containerd_store)
+    errors += e
+    ctr_snaps, e = read_snapshotter(root, layout.containerd_store)
+    errors += e
+    residue, e = read_residue(root, layout.active_driver)
+    errors += e
+    for table, rows in ((BUILDKIT_RECORDS, records), (BUILDKIT_SNAPSHOTS, bk_keys),
+                        (LEASES, leases + ctr_leases), (CONTAINERD_SNAPSHOTS, ctr_snaps), (RESIDUE, residue),
+                        (LAYERDB, chains), (MOUNTS, mounts), (WRITE_SETS, wsets), (TAGS, tags),
                         (IMAGES, images), (CONTAINERS, containers)):
         writer.write_rows(table, rows)
     durations["metadata_s"] = round(time.time() - t, 3)

@@ -223,6 +223,85 @@ MOUNTINFO = Table(
     ),
 )
 
+BUILDKIT_RECORDS = Table(
+    "buildkit_records",
+    "BuildKit cache records (buildkit/metadata_v2.db _main): the liveness roots of build cache.",
+    (
+        ("db", _STR, "database file relative to the data root"),
+        ("record_id", _STR, "record id (25-char)"),
+        ("record_type", _STR, "cache.recordType (regular when absent)"),
+        ("description", _STR, "cache.description"),
+        ("parent", _STR, "cache.parent record id"),
+        ("equal_mutable", _STR, "cache.equalMutable: the mutable twin record"),
+        ("snapshot_key", _STR, "cache.snapshot, else the record id"),
+        ("deleted", _BOOL, "cache.deleted: marked for deletion"),
+        ("committed", _BOOL, "snapshot.committed"),
+        ("chain_id", _STR, "cache.chainID"),
+        ("blob_chain_id", _STR, "cache.blobChainID"),
+        ("diff_id", _STR, "cache.diffID"),
+        ("blob_only", _BOOL, "cache.blobonly"),
+        ("created_ns", _I64, "cache.createdAt (unix ns)"),
+        ("last_used_ns", _I64, "cache.lastUsedAt (unix ns)"),
+        ("usage_count", _I64, "cache.usageCount"),
+        ("size", _I64, "snapshot.size"),
+    ),
+)
+
+BUILDKIT_SNAPSHOTS = Table(
+    "buildkit_snapshots",
+    "BuildKit graphdriver snapshot keys (buildkit/snapshots.db): a mapping key -> graph dir, not a root.",
+    (
+        ("key", _STR, "snapshot key"),
+        ("parent", _STR, "parent key (25-char, or sha256:<chain> for an image layer)"),
+        ("committed", _STR, "active key whose overlay2 dir holds the data (committed names only)"),
+        ("is_committed", _BOOL, "iscommitted marker (an active key that was committed)"),
+        ("chain_id", _STR, "chainid: layer-store chain registered for this key"),
+        ("size", _I64, "cached size"),
+    ),
+)
+
+LEASES = Table(
+    "leases",
+    "containerd-format leases: buildkit/containerdmeta.db (BuildKit) and containerd meta.db files.",
+    (
+        ("db", _STR, "database file"),
+        ("namespace", _STR, "namespace (buildkit, moby, ...)"),
+        ("lease_id", _STR, "lease id"),
+        ("snapshotter", _STR, "snapshotter of a held snapshot (null when the lease holds none)"),
+        ("snapshot_key", _STR, "held snapshot key"),
+        ("expire", _STR, "containerd.io/gc.expire label"),
+    ),
+)
+
+CONTAINERD_SNAPSHOTS = Table(
+    "containerd_snapshots",
+    "containerd overlayfs snapshotter records (metadata.db) joined with snapshots/<n> dirs.",
+    (
+        ("store", _STR, "containerd root (containerd/daemon under the data root, or /var/lib/containerd)"),
+        ("backend_key", _STR, "<namespace>/<seq>/<key> (null for a dir without a record)"),
+        ("namespace", _STR, "namespace part of the backend key"),
+        ("key", _STR, "snapshot key"),
+        ("snapshot_id", _I64, "id = the snapshots/<n> dir name"),
+        ("kind", _STR, "view | active | committed"),
+        ("parent_key", _STR, "backend key of the parent"),
+        ("dir", _STR, "snapshots/<n> dir when present"),
+        ("dir_exists", _BOOL, "the dir exists"),
+    ),
+)
+
+RESIDUE = Table(
+    "residue",
+    "Entries outside overlay2/ that hold only transient or dormant state (executor bundles, old drivers).",
+    (
+        ("kind", _STR, "buildkit_executor | dormant_driver_tree | daemon_tmp"),
+        ("path", _STR, "path relative to the data root"),
+        ("entry_type", _STR, "file type"),
+        ("mtime_ns", _I64, "mtime"),
+        ("files", _I64, "entries inside"),
+        ("bytes", _I64, "apparent bytes inside"),
+    ),
+)
+
 API_IMAGES = Table(
     "api_images",
     "Engine API view (cross-check only): GET /images/json + /images/{id}/json.",
@@ -305,6 +384,11 @@ TABLES: tuple[Table, ...] = (
     CONTAINERS,
     WRITE_SETS,
     MOUNTINFO,
+    BUILDKIT_RECORDS,
+    BUILDKIT_SNAPSHOTS,
+    LEASES,
+    CONTAINERD_SNAPSHOTS,
+    RESIDUE,
     API_IMAGES,
     API_CONTAINERS,
     API_BUILD_CACHE,

@@ -134,7 +134,7 @@ def read_mounts(image_dir: Path, rel: str) -> tuple[Rows, Rows]:
     return rows, errors
 
 
-def _tree_size(path: str) -> tuple[int, int]:
+def tree_size(path: str) -> tuple[int, int]:
     files = 0
     size = 0
     stack = [path]
@@ -162,7 +162,7 @@ def read_write_sets(image_dir: Path, rel: str) -> tuple[Rows, Rows]:
         except OSError as e:
             errors.append(error_row("write_sets", f"{rel}/layerdb/tmp/{entry.name}", "lstat", e))
             continue
-        files, size = _tree_size(entry.path) if stat.S_ISDIR(st.st_mode) else (0, st.st_size)
+        files, size = tree_size(entry.path) if stat.S_ISDIR(st.st_mode) else (0, st.st_size)
         rows.append({"name": entry.name, "entry_type": type_char(st.st_mode), "files": files, "bytes": size,
                      "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns})
     return rows, errors
