@@ -135,9 +135,7 @@ def _parse_meta(data: bytes, page_offset: int, index: int) -> tuple[Meta | None,
     off = page_offset + PAGE_HEADER_SIZE
     if off + META_SIZE > len(data):
         return None, f"truncated (file has {len(data)} bytes, meta needs {off + META_SIZE})"
-    magic, version, page_size, flags, root, seq, freelist, pgid, txid, checksum = _META.unpack_from(
-        data, off
-    )
+    magic, version, page_size, flags, root, seq, freelist, pgid, txid, checksum = _META.unpack_from(data, off)
     if magic != MAGIC:
         return None, f"bad magic 0x{magic:08x}"
     if version != VERSION:
@@ -313,9 +311,7 @@ class BoltDB:
             expected = "/".join(f"0x{f:02x}" for f in allowed)
             raise self._error(f"page {pgid} ({what}): flags 0x{flags:02x}, expected {expected}")
         if pgid + overflow >= meta.pgid:
-            raise self._error(
-                f"page {pgid} ({what}): overflow {overflow} runs beyond the high-water mark {meta.pgid}"
-            )
+            raise self._error(f"page {pgid} ({what}): overflow {overflow} runs beyond the high-water mark {meta.pgid}")
         end = start + (overflow + 1) * meta.page_size
         if end > size:
             raise self._error(
@@ -351,8 +347,7 @@ class BoltDB:
             value_end = value_start + vsize
             if key_start < first_data or value_end > node.end:
                 raise self._error(
-                    f"{node.label}: element {i} (pos {pos}, ksize {ksize}, vsize {vsize}) "
-                    "points outside the page data"
+                    f"{node.label}: element {i} (pos {pos}, ksize {ksize}, vsize {vsize}) points outside the page data"
                 )
             if flags & ~BUCKET_LEAF_FLAG:
                 raise self._error(f"{node.label}: element {i} has unknown flags 0x{flags:x}")
@@ -519,8 +514,7 @@ class Bucket:
             raise db._error(f"{node.label}: buckets nested deeper than {MAX_DEPTH}")
         if end - start < BUCKET_HEADER_SIZE:
             raise db._error(
-                f"{node.label}: bucket {_show_path(path)} value is {end - start} bytes, "
-                f"shorter than a bucket header"
+                f"{node.label}: bucket {_show_path(path)} value is {end - start} bytes, shorter than a bucket header"
             )
         root, sequence = _BUCKET_HEADER.unpack_from(db.data, start)
         if root != 0:
@@ -534,9 +528,7 @@ class Bucket:
 # ------------------------------------------------------------------------------------------ traversal
 
 
-def walk(
-    bucket: Bucket, path: tuple[bytes, ...] = ()
-) -> Iterator[tuple[tuple[bytes, ...], bytes, bytes]]:
+def walk(bucket: Bucket, path: tuple[bytes, ...] = ()) -> Iterator[tuple[tuple[bytes, ...], bytes, bytes]]:
     """Yield (bucket_path, key, value) for every plain key below ``bucket``, depth first, in order.
 
     ``bucket_path`` is ``path`` followed by the keys of the nested buckets leading to the key.
@@ -544,9 +536,7 @@ def walk(
     in the size of the file even for corrupt input.
     """
     guard = _Guard()
-    stack: list[tuple[tuple[bytes, ...], Iterator[tuple[bytes, bytes | Bucket]]]] = [
-        (path, bucket._items(guard))
-    ]
+    stack: list[tuple[tuple[bytes, ...], Iterator[tuple[bytes, bytes | Bucket]]]] = [(path, bucket._items(guard))]
     while stack:
         prefix, items = stack[-1]
         for key, value in items:

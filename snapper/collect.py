@@ -357,6 +357,7 @@ def _collect_into(writer: SnapshotWriter, opts: CollectOptions, root: Path, root
             "changes": changes,
         },
         "started_utc": _utc(t0),
+        "started_ns": int(t0 * 1e9),
         "finished_utc": _utc(t_end),
         "options": {"hash": opts.hash_mode, "jobs": jobs, "api": opts.api, "root": opts.root},
         "statvfs": _statvfs(root),

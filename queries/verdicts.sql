@@ -1,0 +1,162 @@
+-- name: verdicts
+-- description: one verdict per overlay2 entry (live, leaked, in-flight, unknown, vanished) with the root that reaches it or the leak mechanism and its evidence
+-- why: a dir is leaked only when no root reaches it; uncertain cases say unknown and why, so nobody deletes a live layer
+-- params: grace_seconds BIGINT = 3600
+-- view: true
+-- requires: reach
+WITH
+facts AS (
+    SELECT
+        coalesce(TRY_CAST(json_extract_string(manifest, '$.daemon.running') AS BOOLEAN), true) AS daemon_running,
+        TRY_CAST(json_extract_string(manifest, '$.started_ns') AS BIGINT) AS t0,
+        (SELECT count(*) FROM images WHERE chain_ids IS NULL) AS images_unparsed,
+        (SELECT count(*) FROM layerdb WHERE NOT removing AND cache_id IS NULL) AS chains_without_cache_id,
+        (SELECT count(*) FROM mounts WHERE mount_id IS NULL) AS mounts_without_id,
+        (SELECT count(*) FROM errors WHERE source IN ('buildkit_records', 'buildkit_snapshots')) AS buildkit_errors,
+        (SELECT count(*) FROM errors WHERE op = 'scandir'
+            AND source IN ('layerdb', 'mounts', 'containers', 'images')) AS listing_errors,
+        (SELECT count(*) FROM residue WHERE kind = 'buildkit_executor') AS executors
+    FROM manifest
+),
+dirs AS (
+    SELECT l.*,
+           coalesce(l.link_mtime_ns, l.diff_mtime_ns, l.dir_mtime_ns) AS created_ns,
+           greatest(l.dir_ctime_ns, l.diff_ctime_ns, l.link_ctime_ns, l.dir_mtime_ns) AS last_change_ns
+    FROM layers l
+),
+best AS (
+    SELECT node, prio, root_kind, root_label, live, path FROM reach WHERE kind = 'dir'
+),
+owner_chain AS (
+    SELECT cache_id, min(chain_id) AS chain_id, bool_or(removing) AS any_removing,
+           min(CASE WHEN removing THEN dir_name END) AS removing_dir
+    FROM layerdb WHERE cache_id IS NOT NULL GROUP BY cache_id
+),
+live_chain AS (
+    SELECT node FROM reach WHERE kind = 'chain' AND live
+),
+mount_ref AS (
+    SELECT dir, min(name) AS mount_name, bool_or(name_class = 'buildkit25') AS buildkit_mount
+    FROM (SELECT mount_id AS dir, name, name_class FROM mounts
+          UNION ALL SELECT init_id, name, name_class FROM mounts WHERE init_id IS NOT NULL)
+    GROUP BY dir
+),
+bk_ref AS (
+    SELECT DISTINCT dir FROM (
+        SELECT key AS dir FROM buildkit_snapshots UNION ALL SELECT committed FROM buildkit_snapshots
+        UNION ALL SELECT snapshot_key FROM buildkit_records)
+    WHERE dir IS NOT NULL
+),
+write_set_near AS (
+    SELECT d.layer_id, min(w.name) AS write_set,
+           min(abs(w.mtime_ns - d.created_ns)) // 1000000000 AS seconds_apart
+    FROM dirs d JOIN write_sets w ON abs(w.mtime_ns - d.created_ns) <= 600 * 1000000000::BIGINT
+    GROUP BY d.layer_id
+),
+classified AS (
+    SELECT
+        d.*, f.*, b.root_kind, b.root_label, b.prio, coalesce(b.live, false) AS is_live, b.path,
+        oc.chain_id AS owner_chain, oc.any_removing, oc.removing_dir,
+        (oc.chain_id IS NOT NULL AND oc.chain_id IN (SELECT node FROM live_chain)) AS chain_live,
+        mr.mount_name, mr.buildkit_mount,
+        (br.dir IS NOT NULL) AS buildkit_known,
+        ws.write_set, ws.seconds_apart,
+        CASE
+            WHEN d.walk_status = 'vanished' THEN 'vanished'
+            WHEN d.name_class = 'links' THEN 'live'
+            WHEN coalesce(b.live, false) AND b.root_kind = 'build-in-progress' THEN 'in-flight'
+            WHEN coalesce(b.live, false) THEN 'live'
+            WHEN f.daemon_running AND f.t0 IS NOT NULL
+                 AND f.t0 - d.last_change_ns < getvariable('grace_seconds') * 1000000000::BIGINT THEN 'in-flight'
+            WHEN f.daemon_running AND d.name_class = 'buildkit25' AND br.dir IS NOT NULL AND f.executors > 0
+                THEN 'in-flight'
+            WHEN f.listing_errors > 0 THEN 'unknown'
+            WHEN b.root_kind = 'uncertain-mount' THEN 'unknown'
+            WHEN oc.chain_id IS NOT NULL AND NOT coalesce(oc.any_removing, false)
+                 AND (f.images_unparsed > 0 OR f.buildkit_errors > 0) THEN 'unknown'
+            WHEN oc.chain_id IS NULL AND mr.dir IS NULL
+                 AND (f.chains_without_cache_id > 0 OR f.mounts_without_id > 0) THEN 'unknown'
+            WHEN d.name_class = 'buildkit25' AND f.buildkit_errors > 0 THEN 'unknown'
+            ELSE 'leaked'
+        END AS verdict
+    FROM dirs d
+    CROSS JOIN facts f
+    LEFT JOIN best b ON b.node = d.layer_id
+    LEFT JOIN owner_chain oc ON oc.cache_id = d.layer_id
+    LEFT JOIN mount_ref mr ON mr.dir = d.layer_id
+    LEFT JOIN bk_ref br ON br.dir = d.layer_id
+    LEFT JOIN write_set_near ws ON ws.layer_id = d.layer_id
+),
+final AS (
+    SELECT
+        layer_id, name_class, verdict,
+        CASE WHEN verdict IN ('live', 'in-flight') THEN coalesce(root_kind,
+            CASE WHEN name_class = 'links' THEN 'overlay2-infrastructure' ELSE 'young-dir' END) END AS reached_by,
+        CASE WHEN verdict = 'live' THEN coalesce(root_label, 'overlay2/l: short-link directory') END AS root,
+        CASE WHEN verdict NOT IN ('live', 'vanished') THEN
+            CASE
+                WHEN any_removing AND removing_dir IS NOT NULL THEN 'interrupted-delete'
+                WHEN mount_name IS NOT NULL AND buildkit_mount THEN 'orphan-buildkit-mount'
+                WHEN mount_name IS NOT NULL THEN 'orphan-container-mount'
+                WHEN owner_chain IS NOT NULL AND root_kind = 'orphan-mount' THEN 'pinned-by-orphan-mount'
+                WHEN owner_chain IS NOT NULL THEN 'unreferenced-chain'
+                WHEN name_class = 'hex64-init' THEN 'lone-init'
+                WHEN name_class = 'buildkit25' THEN 'buildkit-orphan'
+                WHEN entry_type = 'd' AND has_diff AND NOT has_link THEN 'partial-delete-remnant'
+                WHEN name_class = 'hex64' AND has_link THEN 'interrupted-create'
+                WHEN entry_type = 'd' AND NOT has_diff AND NOT has_link AND name_class IN ('hex64', 'buildkit25')
+                    THEN 'partial-delete-remnant'
+                ELSE 'stray-dir'
+            END
+        END AS mechanism,
+        coalesce(verdict = 'leaked' AND any_removing AND removing_dir IS NOT NULL, false) AS self_heals,
+        CASE verdict
+            WHEN 'live' THEN array_to_string(path, ' -> ')
+            WHEN 'vanished' THEN 'the dir disappeared while the collect ran'
+            WHEN 'in-flight' THEN CASE
+                WHEN root_kind = 'build-in-progress' THEN 'held by a BuildKit transient mount while the daemon runs'
+                WHEN daemon_running AND t0 - last_change_ns < getvariable('grace_seconds') * 1000000000::BIGINT
+                    THEN 'daemon running and the dir changed ' || ((t0 - last_change_ns) // 1000000000)::VARCHAR
+                         || ' s before the collect (grace ' || getvariable('grace_seconds')::VARCHAR || ' s)'
+                ELSE 'BuildKit snapshot while a build runs (buildkit/executor has bundles)' END
+            WHEN 'unknown' THEN CASE
+                WHEN listing_errors > 0 THEN 'a metadata directory could not be listed (see errors): references may be missing'
+                WHEN root_kind = 'uncertain-mount' THEN 'held by ' || root_label || ': cannot tell whether the container is live'
+                WHEN owner_chain IS NOT NULL AND images_unparsed > 0
+                    THEN 'layer chain ' || owner_chain || ' is unreachable, but ' || images_unparsed::VARCHAR
+                         || ' image config(s) are unreadable and might reference it'
+                WHEN owner_chain IS NOT NULL
+                    THEN 'layer chain ' || owner_chain || ' is unreachable, but a BuildKit database is unreadable and a record might hold it'
+                WHEN chains_without_cache_id > 0 OR mounts_without_id > 0
+                    THEN 'nothing references it, but some layerdb entries have no readable cache-id/mount-id and might own it'
+                ELSE 'BuildKit database unreadable: a live record might reference it' END
+            ELSE concat_ws('; ',
+                CASE
+                    WHEN any_removing AND removing_dir IS NOT NULL
+                        THEN 'cache-id of layerdb/sha256/' || removing_dir || ' (an image delete was interrupted); removed at the next clean daemon shutdown (SIGTERM), not at start'
+                    WHEN mount_name IS NOT NULL AND buildkit_mount
+                        THEN 'layerdb/mounts/' || mount_name || ' is a BuildKit transient mount left by a daemon that died mid-build; it is reloaded at every start'
+                    WHEN mount_name IS NOT NULL
+                        THEN 'layerdb/mounts/' || mount_name || ' names this dir but containers/' || mount_name || ' does not exist'
+                    WHEN owner_chain IS NOT NULL AND root_kind = 'orphan-mount'
+                        THEN 'layer chain ' || owner_chain || ' is pinned only by ' || root_label
+                    WHEN owner_chain IS NOT NULL
+                        THEN 'layer chain ' || owner_chain || ' (cache-id = this dir) is referenced by no image, container or build-cache record'
+                    WHEN name_class = 'hex64-init' THEN 'no layerdb/mounts entry has init-id ' || layer_id
+                    WHEN name_class = 'buildkit25'
+                        THEN 'no live BuildKit record and no layerdb cache-id reaches it'
+                             || CASE WHEN buildkit_known THEN ' (only a stale snapshots.db bucket or deleted record names it)' ELSE '' END
+                    WHEN entry_type = 'd' AND has_diff AND NOT has_link THEN 'no metadata references it and its link file is gone'
+                    WHEN name_class = 'hex64' AND has_link THEN 'no cache-id, mount-id or init-id names it; link file present'
+                    ELSE 'name or shape not created by the overlay2 driver'
+                END,
+                CASE WHEN write_set IS NOT NULL THEN 'layerdb/tmp/' || write_set || ' written ' || seconds_apart::VARCHAR
+                     || ' s from its creation' END,
+                CASE WHEN mounted THEN 'still mounted' END,
+                CASE WHEN walk_status <> 'ok' THEN 'walk ' || walk_status END)
+        END AS evidence,
+        allocated_bytes AS bytes, apparent_bytes, file_count AS files, created_ns, last_change_ns,
+        has_link, has_lower, has_committed, mounted, owner_chain, mount_name, walk_status
+    FROM classified
+)
+SELECT * FROM final ORDER BY layer_id;

@@ -1,0 +1,77 @@
+"""Reachability verdicts over one snapshot: leaks, leaked metadata, reconciliation, explain.
+
+All logic is SQL in ``queries/`` (edges -> reach -> verdicts -> leaks/...); this module binds a snapshot,
+sets parameters and returns Arrow tables.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from snapper import catalog
+from snapper.errors import UsageError
+from snapper.snapshot import Snapshot, connect, open_snapshot
+
+DEFAULT_GRACE_S = 3600
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+
+
+def parse_duration(text: str) -> int:
+    """'90', '90s', '15m', '1h', '2d' -> seconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise UsageError(f"--grace {text}", "not a duration", "use e.g. 0, 90s, 15m, 1h or 2d")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def bound(snapshot: str | Path | Snapshot) -> duckdb.DuckDBPyConnection:
+    snap = snapshot if isinstance(snapshot, Snapshot) else open_snapshot(snapshot)
+    con = connect(snap)
+    catalog.bind_views(con)
+    return con
+
+
+def verdicts(snapshot: str | Path | Snapshot, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
+    return catalog.run(bound(snapshot), "verdicts", {"grace_seconds": grace_s})
+
+
+def leaks(snapshot: str | Path | Snapshot, min_bytes: int = 0, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
+    return catalog.run(bound(snapshot), "leaks", {"min_bytes": min_bytes, "grace_seconds": grace_s})
+
+
+def leaked_metadata(snapshot: str | Path | Snapshot, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
+    return catalog.run(bound(snapshot), "leaked_metadata", {"grace_seconds": grace_s})
+
+
+def reconciliation(snapshot: str | Path | Snapshot, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
+    return catalog.run(bound(snapshot), "reconciliation", {"grace_seconds": grace_s})
+
+
+@dataclass(frozen=True)
+class Report:
+    leaks: pa.Table
+    metadata: pa.Table
+    reconciliation: pa.Table
+
+
+def report(snapshot: str | Path | Snapshot, min_bytes: int = 0, grace_s: int = DEFAULT_GRACE_S) -> Report:
+    con = bound(snapshot)
+    return Report(
+        catalog.run(con, "leaks", {"min_bytes": min_bytes, "grace_seconds": grace_s}),
+        catalog.run(con, "leaked_metadata", {"grace_seconds": grace_s}),
+        catalog.run(con, "reconciliation", {"grace_seconds": grace_s}),
+    )
+
+
+def explain(snapshot: str | Path | Snapshot, layer_id: str, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
+    con = bound(snapshot)
+    known = con.execute("SELECT count(*) FROM layers WHERE layer_id = ?", [layer_id]).fetchall()
+    if not known[0][0]:
+        raise UsageError(layer_id, "no such entry under overlay2/ in this snapshot",
+                         "pass a dir name as listed by `snapper leaks` (no path)")
+    return catalog.run(con, "explain", {"layer_id": layer_id, "grace_seconds": grace_s})
