@@ -53,7 +53,7 @@ marker_rows AS (
     UNION ALL SELECT 63, 'write-set nearby', 'layerdb/tmp/' || w.name || ' mtime '
         || make_timestamp(w.mtime_ns // 1000)::VARCHAR || 'Z (' || ((w.mtime_ns - v.created_ns) // 1000000000)::VARCHAR
         || ' s from creation)'
-    FROM write_sets w, v WHERE abs(w.mtime_ns - v.created_ns) <= 600 * 1000000000::BIGINT
+    FROM write_sets w, v WHERE abs(w.mtime_ns - v.created_ns) <= 60 * 1000000000::BIGINT
 ),
 final AS (
     SELECT * FROM verdict_rows UNION ALL SELECT * FROM path_rows UNION ALL SELECT * FROM refs

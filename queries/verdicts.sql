@@ -48,9 +48,10 @@ bk_ref AS (
     WHERE dir IS NOT NULL
 ),
 write_set_near AS (
-    SELECT d.layer_id, min(w.name) AS write_set,
+    -- a registration writes its write-set, then creates the dir: an interrupted one leaves both, seconds apart
+    SELECT d.layer_id, arg_min(w.name, abs(w.mtime_ns - d.created_ns)) AS write_set,
            min(abs(w.mtime_ns - d.created_ns)) // 1000000000 AS seconds_apart
-    FROM dirs d JOIN write_sets w ON abs(w.mtime_ns - d.created_ns) <= 600 * 1000000000::BIGINT
+    FROM dirs d JOIN write_sets w ON abs(w.mtime_ns - d.created_ns) <= 5 * 1000000000::BIGINT
     GROUP BY d.layer_id
 ),
 classified AS (
@@ -150,7 +151,8 @@ final AS (
                     WHEN name_class = 'hex64' AND has_link THEN 'no cache-id, mount-id or init-id names it; link file present'
                     ELSE 'name or shape not created by the overlay2 driver'
                 END,
-                CASE WHEN write_set IS NOT NULL THEN 'layerdb/tmp/' || write_set || ' written ' || seconds_apart::VARCHAR
+                CASE WHEN write_set IS NOT NULL AND owner_chain IS NULL AND mount_name IS NULL
+                     THEN 'layerdb/tmp/' || write_set || ' written ' || seconds_apart::VARCHAR
                      || ' s from its creation' END,
                 CASE WHEN mounted THEN 'still mounted' END,
                 CASE WHEN walk_status <> 'ok' THEN 'walk ' || walk_status END)

@@ -68,10 +68,22 @@ def report(snapshot: str | Path | Snapshot, min_bytes: int = 0, grace_s: int = D
     )
 
 
+def resolve_layer(con: duckdb.DuckDBPyConnection, layer_id: str) -> str:
+    """A full overlay2 entry name from a name or a unique prefix (as docker accepts short ids)."""
+    rows = con.execute("SELECT layer_id FROM layers WHERE layer_id = ? OR starts_with(layer_id, ?) ORDER BY 1",
+                       [layer_id, layer_id]).fetchall()
+    exact = [r[0] for r in rows if r[0] == layer_id]
+    if exact:
+        return str(exact[0])
+    if not rows or not layer_id:
+        raise UsageError(layer_id, "no such entry under overlay2/ in this snapshot",
+                         "pass a dir name or unique prefix as listed by `snapper leaks`")
+    if len(rows) > 1:
+        raise UsageError(layer_id, f"prefix matches {len(rows)} entries", "give more characters")
+    return str(rows[0][0])
+
+
 def explain(snapshot: str | Path | Snapshot, layer_id: str, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
     con = bound(snapshot)
-    known = con.execute("SELECT count(*) FROM layers WHERE layer_id = ?", [layer_id]).fetchall()
-    if not known[0][0]:
-        raise UsageError(layer_id, "no such entry under overlay2/ in this snapshot",
-                         "pass a dir name as listed by `snapper leaks` (no path)")
-    return catalog.run(con, "explain", {"layer_id": layer_id, "grace_seconds": grace_s})
+    full = resolve_layer(con, layer_id)
+    return catalog.run(con, "explain", {"layer_id": full, "grace_seconds": grace_s})
