@@ -225,8 +225,11 @@ def test_buildkit_transient_mount_crash(fresh_engine: EngineFactory, tmp_path: P
                    "RUN --mount=type=bind,from=bb:base,target=/mnt ls /mnt/bin >/dev/null && sleep 30\n")
     mounts = layerdb(eng) / "mounts"
 
-    def transient() -> bool:
-        return any(len(n) == 25 for n in os.listdir(mounts)) if mounts.exists() else False
+    executor = eng.root / "buildkit" / "executor"
+
+    def transient() -> bool:  # mid-RUN: the transient mount is held and the runc bundle exists
+        return mounts.exists() and any(len(n) == 25 for n in os.listdir(mounts)) and executor.exists() and \
+            any((executor / n).is_dir() for n in os.listdir(executor))
 
     kill_when(eng, ["build", "--network", "none", "-t", "tm:1", str(ctx)], transient, timeout=90, buildkit=True)
     (name,) = [n for n in os.listdir(mounts) if len(n) == 25]
