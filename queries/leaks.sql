@@ -5,10 +5,10 @@
 -- requires: verdicts
 WITH
 final AS (
-    SELECT layer_id, bytes, files, mechanism, self_heals,
+    SELECT snap, layer_id, bytes, files, mechanism, self_heals,
            make_timestamp(created_ns // 1000)::VARCHAR || 'Z' AS created,
            evidence, apparent_bytes, name_class
     FROM verdicts
     WHERE verdict = 'leaked' AND bytes >= getvariable('min_bytes')
 )
-SELECT * FROM final ORDER BY bytes DESC, layer_id;
+SELECT * FROM final ORDER BY snap, bytes DESC, layer_id;

@@ -1,49 +1,58 @@
 -- name: reconciliation
--- description: where the disk went: filesystem used, overlay2 on disk, live, leaked, in-flight, unknown, what docker system df reports, and the remainder nobody explains
+-- description: where the disk went, per snapshot: filesystem used, overlay2 on disk, live, leaked, in-flight, unknown, what docker system df reports, and the remainder nobody explains
 -- why: puts the leak next to the numbers the engineer already has (df -h, docker system df)
 -- params: grace_seconds BIGINT = 3600
 -- requires: verdicts
 WITH
-fs AS (
-    SELECT TRY_CAST(json_extract_string(manifest, '$.statvfs.used_bytes') AS BIGINT) AS used,
-           TRY_CAST(json_extract_string(manifest, '$.statvfs.total_bytes') AS BIGINT) AS total
+snaps AS (
+    SELECT snap,
+           TRY_CAST(json_extract_string(manifest, '$.statvfs.used_bytes') AS BIGINT) AS used
     FROM manifest
 ),
 on_disk AS (
     -- every inode once across all of overlay2 (hard links between layers counted once, mount points excluded)
-    SELECT coalesce(sum(allocated), 0)::BIGINT AS bytes FROM (
-        SELECT any_value(allocated) AS allocated FROM files WHERE NOT mount_point
-        GROUP BY dev, inode
-    )
+    SELECT snap, sum(allocated)::BIGINT AS bytes FROM (
+        SELECT snap, any_value(allocated) AS allocated FROM files WHERE NOT mount_point
+        GROUP BY snap, dev, inode
+    ) GROUP BY snap
 ),
 by_verdict AS (
-    SELECT verdict, sum(bytes)::BIGINT AS bytes, count(*) AS dirs FROM verdicts GROUP BY verdict
+    SELECT s.snap, v.verdict, coalesce(sum(d.bytes), 0)::BIGINT AS bytes, count(d.layer_id) AS dirs
+    FROM snaps s
+    CROSS JOIN (VALUES ('live'), ('leaked'), ('in-flight'), ('unknown')) v(verdict)
+    LEFT JOIN verdicts d ON d.snap = s.snap AND d.verdict = v.verdict
+    GROUP BY s.snap, v.verdict
 ),
 df AS (
-    SELECT sum(size)::BIGINT AS bytes, count(*) AS n FROM api_df WHERE kind IN ('images', 'containers', 'build_cache')
+    SELECT s.snap, sum(a.size)::BIGINT AS bytes, count(a.kind) AS n
+    FROM snaps s LEFT JOIN api_df a ON a.snap = s.snap AND a.kind IN ('images', 'containers', 'build_cache')
+    GROUP BY s.snap
+),
+totals AS (
+    SELECT s.snap, s.used, coalesce(o.bytes, 0) AS on_disk, df.bytes AS df_bytes, df.n AS df_n,
+           (SELECT count(*) FROM verdicts v WHERE v.snap = s.snap) AS entries,
+           (SELECT coalesce(sum(bytes), 0)::BIGINT FROM by_verdict b WHERE b.snap = s.snap) AS verdict_bytes
+    FROM snaps s LEFT JOIN on_disk o ON o.snap = s.snap JOIN df ON df.snap = s.snap
 ),
 rows AS (
-    SELECT 1 AS ord, 'filesystem used' AS item, (SELECT used FROM fs) AS bytes, NULL::BIGINT AS dirs,
-           'statvfs of the data root''s filesystem' AS note
-    UNION ALL SELECT 2, 'overlay2 on disk', (SELECT bytes FROM on_disk), (SELECT count(*) FROM verdicts),
-           'allocated, each inode once (du -sx)'
-    UNION ALL SELECT 3, 'live', coalesce((SELECT bytes FROM by_verdict WHERE verdict = 'live'), 0),
-           coalesce((SELECT dirs FROM by_verdict WHERE verdict = 'live'), 0), 'reached from an image, container or build-cache record'
-    UNION ALL SELECT 4, 'leaked', coalesce((SELECT bytes FROM by_verdict WHERE verdict = 'leaked'), 0),
-           coalesce((SELECT dirs FROM by_verdict WHERE verdict = 'leaked'), 0), 'unreachable from every root'
-    UNION ALL SELECT 5, 'in-flight', coalesce((SELECT bytes FROM by_verdict WHERE verdict = 'in-flight'), 0),
-           coalesce((SELECT dirs FROM by_verdict WHERE verdict = 'in-flight'), 0), 'young or held by a running build'
-    UNION ALL SELECT 6, 'unknown', coalesce((SELECT bytes FROM by_verdict WHERE verdict = 'unknown'), 0),
-           coalesce((SELECT dirs FROM by_verdict WHERE verdict = 'unknown'), 0), 'metadata incomplete: see snapper leaks evidence'
-    UNION ALL SELECT 7, 'docker system df', (SELECT CASE WHEN n > 0 THEN bytes END FROM df), NULL,
-           CASE WHEN (SELECT n FROM df) > 0 THEN 'images + containers + build cache, as the CLI sums them'
-                ELSE 'not collected (engine API not reachable or --no-api)' END
-    UNION ALL SELECT 8, 'overlay2 not in docker system df',
-           CASE WHEN (SELECT n FROM df) > 0 THEN (SELECT bytes FROM on_disk) - (SELECT bytes FROM df) END, NULL,
-           'what the engine does not account for'
-    UNION ALL SELECT 9, 'unexplained remainder',
-           (SELECT bytes FROM on_disk) - coalesce((SELECT sum(bytes) FROM by_verdict), 0)::BIGINT, NULL,
-           'overlay2 on disk minus the verdict totals (negative: hard links shared between dirs)'
+    SELECT snap, 1 AS ord, 'filesystem used' AS item, used AS bytes, NULL::BIGINT AS dirs,
+           'statvfs of the data root''s filesystem' AS note FROM totals
+    UNION ALL SELECT snap, 2, 'overlay2 on disk', on_disk, entries, 'allocated, each inode once (du -sx)' FROM totals
+    UNION ALL SELECT snap,
+           CASE verdict WHEN 'live' THEN 3 WHEN 'leaked' THEN 4 WHEN 'in-flight' THEN 5 ELSE 6 END,
+           verdict, bytes, dirs,
+           CASE verdict WHEN 'live' THEN 'reached from an image, container or build-cache record'
+                        WHEN 'leaked' THEN 'unreachable from every root'
+                        WHEN 'in-flight' THEN 'young or held by a running build'
+                        ELSE 'metadata incomplete: see snapper leaks evidence' END
+    FROM by_verdict
+    UNION ALL SELECT snap, 7, 'docker system df', CASE WHEN df_n > 0 THEN df_bytes END, NULL,
+           CASE WHEN df_n > 0 THEN 'images + containers + build cache, as the CLI sums them'
+                ELSE 'not collected (engine API not reachable or --no-api)' END FROM totals
+    UNION ALL SELECT snap, 8, 'overlay2 not in docker system df', CASE WHEN df_n > 0 THEN on_disk - df_bytes END,
+           NULL, 'what the engine does not account for' FROM totals
+    UNION ALL SELECT snap, 9, 'unexplained remainder', on_disk - verdict_bytes, NULL,
+           'overlay2 on disk minus the verdict totals (negative: hard links shared between dirs)' FROM totals
 ),
 final AS (SELECT * FROM rows)
-SELECT item, bytes, dirs, note FROM final ORDER BY ord;
+SELECT snap, item, bytes, dirs, note FROM final ORDER BY snap, ord;

@@ -1,5 +1,5 @@
 -- name: verdicts
--- description: one verdict per overlay2 entry (live, leaked, in-flight, unknown, vanished) with the root that reaches it or the leak mechanism and its evidence
+-- description: per snapshot, one verdict per overlay2 entry (live, leaked, in-flight, unknown, vanished) with the root that reaches it or the leak mechanism and its evidence
 -- why: a dir is leaked only when no root reaches it; uncertain cases say unknown and why, so nobody deletes a live layer
 -- params: grace_seconds BIGINT = 3600
 -- view: true
@@ -7,16 +7,19 @@
 WITH
 facts AS (
     SELECT
-        coalesce(TRY_CAST(json_extract_string(manifest, '$.daemon.running') AS BOOLEAN), true) AS daemon_running,
-        TRY_CAST(json_extract_string(manifest, '$.started_ns') AS BIGINT) AS t0,
-        (SELECT count(*) FROM images WHERE chain_ids IS NULL) AS images_unparsed,
-        (SELECT count(*) FROM layerdb WHERE NOT removing AND cache_id IS NULL) AS chains_without_cache_id,
-        (SELECT count(*) FROM mounts WHERE mount_id IS NULL) AS mounts_without_id,
-        (SELECT count(*) FROM errors WHERE source IN ('buildkit_records', 'buildkit_snapshots')) AS buildkit_errors,
-        (SELECT count(*) FROM errors WHERE op = 'scandir'
-            AND source IN ('layerdb', 'mounts', 'containers', 'images')) AS listing_errors,
-        (SELECT count(*) FROM residue WHERE kind = 'buildkit_executor') AS executors
-    FROM manifest
+        m.snap,
+        coalesce(TRY_CAST(json_extract_string(m.manifest, '$.daemon.running') AS BOOLEAN), true) AS daemon_running,
+        TRY_CAST(json_extract_string(m.manifest, '$.started_ns') AS BIGINT) AS t0,
+        (SELECT count(*) FROM images i WHERE i.snap = m.snap AND i.chain_ids IS NULL) AS images_unparsed,
+        (SELECT count(*) FROM layerdb l WHERE l.snap = m.snap AND NOT l.removing AND l.cache_id IS NULL)
+            AS chains_without_cache_id,
+        (SELECT count(*) FROM mounts x WHERE x.snap = m.snap AND x.mount_id IS NULL) AS mounts_without_id,
+        (SELECT count(*) FROM errors e WHERE e.snap = m.snap
+            AND e.source IN ('buildkit_records', 'buildkit_snapshots')) AS buildkit_errors,
+        (SELECT count(*) FROM errors e WHERE e.snap = m.snap AND e.op = 'scandir'
+            AND e.source IN ('layerdb', 'mounts', 'containers', 'images')) AS listing_errors,
+        (SELECT count(*) FROM residue r WHERE r.snap = m.snap AND r.kind = 'buildkit_executor') AS executors
+    FROM manifest m
 ),
 dirs AS (
     SELECT l.*,
@@ -25,40 +28,41 @@ dirs AS (
     FROM layers l
 ),
 best AS (
-    SELECT node, prio, root_kind, root_label, live, path FROM reach WHERE kind = 'dir'
+    SELECT snap, node, prio, root_kind, root_label, live, path FROM reach WHERE kind = 'dir'
 ),
 owner_chain AS (
-    SELECT cache_id, min(chain_id) AS chain_id, bool_or(removing) AS any_removing,
+    SELECT snap, cache_id, min(chain_id) AS chain_id, bool_or(removing) AS any_removing,
            min(CASE WHEN removing THEN dir_name END) AS removing_dir
-    FROM layerdb WHERE cache_id IS NOT NULL GROUP BY cache_id
+    FROM layerdb WHERE cache_id IS NOT NULL GROUP BY snap, cache_id
 ),
 live_chain AS (
-    SELECT node FROM reach WHERE kind = 'chain' AND live
+    SELECT snap, node FROM reach WHERE kind = 'chain' AND live
 ),
 mount_ref AS (
-    SELECT dir, min(name) AS mount_name, bool_or(name_class = 'buildkit25') AS buildkit_mount
-    FROM (SELECT mount_id AS dir, name, name_class FROM mounts
-          UNION ALL SELECT init_id, name, name_class FROM mounts WHERE init_id IS NOT NULL)
-    GROUP BY dir
+    SELECT snap, dir, min(name) AS mount_name, bool_or(name_class = 'buildkit25') AS buildkit_mount
+    FROM (SELECT snap, mount_id AS dir, name, name_class FROM mounts
+          UNION ALL SELECT snap, init_id, name, name_class FROM mounts WHERE init_id IS NOT NULL)
+    GROUP BY snap, dir
 ),
 bk_ref AS (
-    SELECT DISTINCT dir FROM (
-        SELECT key AS dir FROM buildkit_snapshots UNION ALL SELECT committed FROM buildkit_snapshots
-        UNION ALL SELECT snapshot_key FROM buildkit_records)
+    SELECT DISTINCT snap, dir FROM (
+        SELECT snap, key AS dir FROM buildkit_snapshots UNION ALL SELECT snap, committed FROM buildkit_snapshots
+        UNION ALL SELECT snap, snapshot_key FROM buildkit_records)
     WHERE dir IS NOT NULL
 ),
 write_set_near AS (
     -- a registration writes its write-set, then creates the dir: an interrupted one leaves both, seconds apart
-    SELECT d.layer_id, arg_min(w.name, abs(w.mtime_ns - d.created_ns)) AS write_set,
+    SELECT d.snap, d.layer_id, arg_min(w.name, abs(w.mtime_ns - d.created_ns)) AS write_set,
            min(abs(w.mtime_ns - d.created_ns)) // 1000000000 AS seconds_apart
-    FROM dirs d JOIN write_sets w ON abs(w.mtime_ns - d.created_ns) <= 5 * 1000000000::BIGINT
-    GROUP BY d.layer_id
+    FROM dirs d JOIN write_sets w ON w.snap = d.snap AND abs(w.mtime_ns - d.created_ns) <= 5 * 1000000000::BIGINT
+    GROUP BY d.snap, d.layer_id
 ),
 classified AS (
     SELECT
-        d.*, f.*, b.root_kind, b.root_label, b.prio, coalesce(b.live, false) AS is_live, b.path,
+        d.*, f.* EXCLUDE (snap), b.root_kind, b.root_label, b.prio, coalesce(b.live, false) AS is_live, b.path,
         oc.chain_id AS owner_chain, oc.any_removing, oc.removing_dir,
-        (oc.chain_id IS NOT NULL AND oc.chain_id IN (SELECT node FROM live_chain)) AS chain_live,
+        (oc.chain_id IS NOT NULL AND EXISTS (SELECT 1 FROM live_chain lc WHERE lc.snap = d.snap
+                                                AND lc.node = oc.chain_id)) AS chain_live,
         mr.mount_name, mr.buildkit_mount,
         (br.dir IS NOT NULL) AS buildkit_known,
         ws.write_set, ws.seconds_apart,
@@ -81,16 +85,16 @@ classified AS (
             ELSE 'leaked'
         END AS verdict
     FROM dirs d
-    CROSS JOIN facts f
-    LEFT JOIN best b ON b.node = d.layer_id
-    LEFT JOIN owner_chain oc ON oc.cache_id = d.layer_id
-    LEFT JOIN mount_ref mr ON mr.dir = d.layer_id
-    LEFT JOIN bk_ref br ON br.dir = d.layer_id
-    LEFT JOIN write_set_near ws ON ws.layer_id = d.layer_id
+    JOIN facts f ON f.snap = d.snap
+    LEFT JOIN best b ON b.snap = d.snap AND b.node = d.layer_id
+    LEFT JOIN owner_chain oc ON oc.snap = d.snap AND oc.cache_id = d.layer_id
+    LEFT JOIN mount_ref mr ON mr.snap = d.snap AND mr.dir = d.layer_id
+    LEFT JOIN bk_ref br ON br.snap = d.snap AND br.dir = d.layer_id
+    LEFT JOIN write_set_near ws ON ws.snap = d.snap AND ws.layer_id = d.layer_id
 ),
 final AS (
     SELECT
-        layer_id, name_class, verdict,
+        snap, layer_id, name_class, verdict,
         CASE WHEN verdict IN ('live', 'in-flight') THEN coalesce(root_kind,
             CASE WHEN name_class = 'links' THEN 'overlay2-infrastructure' ELSE 'young-dir' END) END AS reached_by,
         CASE WHEN verdict = 'live' THEN coalesce(root_label, 'overlay2/l: short-link directory') END AS root,
@@ -161,4 +165,4 @@ final AS (
         has_link, has_lower, has_committed, mounted, owner_chain, mount_name, walk_status
     FROM classified
 )
-SELECT * FROM final ORDER BY layer_id;
+SELECT * FROM final ORDER BY snap, layer_id;

@@ -17,6 +17,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -53,7 +54,14 @@ def clean_stale_partials(parent: Path) -> list[Path]:
         if not (name.startswith(".") and ".partial-" in name) or p.is_symlink() or not p.is_dir():
             continue
         pid_text = name.rsplit(".partial-", 1)[1]
-        if not pid_text.isdigit() or not (p / PARTIAL_MARK).exists():
+        if not pid_text.isdigit():
+            continue
+        if not (p / PARTIAL_MARK).exists():
+            # Killed between mkdir and writing the mark: only an empty dir can be ours for sure.
+            if int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+                    removed.append(p)
             continue
         if int(pid_text) == os.getpid() or not _pid_alive(int(pid_text)):
             shutil.rmtree(p, ignore_errors=True)
@@ -86,7 +94,11 @@ class SnapshotWriter:
             self.removed_partials = clean_stale_partials(out.parent)
             self.tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
             os.mkdir(self.tmp, 0o700)
-            _create_private(self.tmp / PARTIAL_MARK)
+            try:
+                _create_private(self.tmp / PARTIAL_MARK)
+            except OSError:  # e.g. no inodes left: a dir without the mark would never be cleaned
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                raise
         except OSError as e:
             raise OutputError(str(out.parent), f"cannot create the snapshot: {e.strerror}",
                               "check the path, its permissions and free space") from e
@@ -226,19 +238,69 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def view_statements(snap: Snapshot) -> list[str]:
-    """CREATE VIEW statements binding one snapshot's tables, runnable in any DuckDB."""
+def view_statements(snaps: Snapshot | Sequence[Snapshot]) -> list[str]:
+    """CREATE VIEW statements binding one snapshot, or a series, in any DuckDB.
+
+    Every table view gets a leading ``snap`` column: the snapshot's position in the series (0 for a single
+    snapshot, else ordered by collection time). ``snapshots`` lists them; ``manifest`` holds each manifest.
+    """
+    series = [snaps] if isinstance(snaps, Snapshot) else list(snaps)
+    if not series:
+        raise SnapshotError("(no snapshots)", "nothing to bind", "pass at least one snapshot directory")
     out = []
     for t in TABLES:
-        src = _sql_str(str(snap.table_path(t.name).resolve()))
-        out.append(f"CREATE OR REPLACE VIEW {t.name} AS SELECT * FROM read_parquet({src});")
-    manifest = json.dumps(snap.manifest, sort_keys=True)
-    out.append(f"CREATE OR REPLACE VIEW manifest AS SELECT {_sql_str(manifest)}::JSON AS manifest;")
+        parts = [f"SELECT {i} AS snap, * FROM read_parquet({_sql_str(str(s.table_path(t.name).resolve()))})"
+                 for i, s in enumerate(series)]
+        out.append(f"CREATE OR REPLACE VIEW {t.name} AS\n  " + "\n  UNION ALL ".join(parts) + ";")
+    manifests = [f"SELECT {i} AS snap, {_sql_str(json.dumps(s.manifest, sort_keys=True))}::JSON AS manifest"
+                 for i, s in enumerate(series)]
+    out.append("CREATE OR REPLACE VIEW manifest AS\n  " + "\n  UNION ALL ".join(manifests) + ";")
+    paths = [f"({i}, {_sql_str(str(s.path.resolve()))})" for i, s in enumerate(series)]
+    out.append(
+        "CREATE OR REPLACE VIEW snapshots AS SELECT m.snap, p.path,"
+        " TRY_CAST(json_extract_string(m.manifest, '$.started_ns') AS BIGINT) AS started_ns,"
+        " json_extract_string(m.manifest, '$.started_utc') AS started_utc,"
+        " json_extract_string(m.manifest, '$.host') AS host,"
+        " json_extract_string(m.manifest, '$.data_root') AS data_root,"
+        " TRY_CAST(json_extract_string(m.manifest, '$.daemon.running') AS BOOLEAN) AS daemon_running,"
+        " TRY_CAST(json_extract_string(m.manifest, '$.statvfs.used_bytes') AS BIGINT) AS fs_used_bytes,"
+        " TRY_CAST(json_extract_string(m.manifest, '$.statvfs.total_bytes') AS BIGINT) AS fs_total_bytes"
+        f" FROM manifest m JOIN (VALUES {', '.join(paths)}) p(snap, path) ON p.snap = m.snap;")
     return out
 
 
-def connect(snap: Snapshot, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+def connect(snaps: Snapshot | Sequence[Snapshot],
+            con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
     con = con or duckdb.connect()
-    for stmt in view_statements(snap):
+    for stmt in view_statements(snaps):
         con.execute(stmt)
     return con
+
+
+def _started(s: Snapshot) -> tuple[int, str]:
+    v = s.manifest.get("started_ns")
+    return (v if isinstance(v, int) else 0, str(s.path))
+
+
+def find_snapshots(args: Sequence[str | Path]) -> list[Snapshot]:
+    """Snapshots named directly, or found under series dirs (up to 3 levels), ordered by collection time.
+    Hidden dirs (partial collects) are skipped; every snapshot found is validated."""
+    found: dict[Path, Snapshot] = {}
+    for a in args:
+        p = Path(a)
+        if (p / MANIFEST).is_file():
+            found[p.resolve()] = open_snapshot(p)
+            continue
+        if not p.is_dir():
+            raise SnapshotError(str(p), "no such snapshot or series directory",
+                                "pass snapshot dirs or a dir holding them (e.g. snapshots/<host>)")
+        hits = []
+        for depth in ("*", "*/*", "*/*/*"):
+            hits += [m.parent for m in p.glob(f"{depth}/{MANIFEST}")
+                     if not any(part.startswith(".") for part in m.parent.relative_to(p).parts)]
+        if not hits:
+            raise SnapshotError(str(p), "holds no snapshot (no */manifest.json)",
+                                "pass snapshot dirs or a dir holding them (e.g. snapshots/<host>)")
+        for h in hits:
+            found[h.resolve()] = open_snapshot(h)
+    return sorted(found.values(), key=_started)

@@ -36,20 +36,25 @@ def bound(snapshot: str | Path | Snapshot) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _single(table: pa.Table) -> pa.Table:
+    """Results of a single-snapshot binding: the ``snap`` column is always 0, drop it."""
+    return table.drop_columns(["snap"]) if "snap" in table.column_names else table
+
+
 def verdicts(snapshot: str | Path | Snapshot, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
-    return catalog.run(bound(snapshot), "verdicts", {"grace_seconds": grace_s})
+    return _single(catalog.run(bound(snapshot), "verdicts", {"grace_seconds": grace_s}))
 
 
 def leaks(snapshot: str | Path | Snapshot, min_bytes: int = 0, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
-    return catalog.run(bound(snapshot), "leaks", {"min_bytes": min_bytes, "grace_seconds": grace_s})
+    return _single(catalog.run(bound(snapshot), "leaks", {"min_bytes": min_bytes, "grace_seconds": grace_s}))
 
 
 def leaked_metadata(snapshot: str | Path | Snapshot, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
-    return catalog.run(bound(snapshot), "leaked_metadata", {"grace_seconds": grace_s})
+    return _single(catalog.run(bound(snapshot), "leaked_metadata", {"grace_seconds": grace_s}))
 
 
 def reconciliation(snapshot: str | Path | Snapshot, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
-    return catalog.run(bound(snapshot), "reconciliation", {"grace_seconds": grace_s})
+    return _single(catalog.run(bound(snapshot), "reconciliation", {"grace_seconds": grace_s}))
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,9 @@ class Report:
 def report(snapshot: str | Path | Snapshot, min_bytes: int = 0, grace_s: int = DEFAULT_GRACE_S) -> Report:
     con = bound(snapshot)
     return Report(
-        catalog.run(con, "leaks", {"min_bytes": min_bytes, "grace_seconds": grace_s}),
-        catalog.run(con, "leaked_metadata", {"grace_seconds": grace_s}),
-        catalog.run(con, "reconciliation", {"grace_seconds": grace_s}),
+        _single(catalog.run(con, "leaks", {"min_bytes": min_bytes, "grace_seconds": grace_s})),
+        _single(catalog.run(con, "leaked_metadata", {"grace_seconds": grace_s})),
+        _single(catalog.run(con, "reconciliation", {"grace_seconds": grace_s})),
     )
 
 
@@ -86,4 +91,4 @@ def resolve_layer(con: duckdb.DuckDBPyConnection, layer_id: str) -> str:
 def explain(snapshot: str | Path | Snapshot, layer_id: str, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
     con = bound(snapshot)
     full = resolve_layer(con, layer_id)
-    return catalog.run(con, "explain", {"layer_id": full, "grace_seconds": grace_s})
+    return catalog.run(con, "explain", {"layer_id": full, "snap": 0, "grace_seconds": grace_s})
