@@ -143,7 +143,10 @@ class LayerResult:
 
 
 def _read_small(path: bytes, limit: int = 65536) -> bytes:
-    fd = os.open(path, _OPEN_FLAGS)
+    try:  # O_NOATIME as in content_hash: the link and lower files keep their atime
+        fd = os.open(path, _OPEN_FLAGS | os.O_NOATIME)
+    except PermissionError:
+        fd = os.open(path, _OPEN_FLAGS)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ValueError("not a regular file")

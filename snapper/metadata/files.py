@@ -15,7 +15,10 @@ class NotRegular(OSError):
 
 def read_bytes(path: str | os.PathLike[str], limit: int = MAX_METADATA_BYTES) -> bytes:
     """Read a regular file without following a final symlink, opening a FIFO or reading past ``limit``."""
-    fd = os.open(path, _FLAGS)
+    try:  # O_NOATIME: reading evidence must not change it (needs ownership or CAP_FOWNER)
+        fd = os.open(path, _FLAGS | os.O_NOATIME)
+    except PermissionError:
+        fd = os.open(path, _FLAGS)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

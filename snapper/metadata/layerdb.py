@@ -63,6 +63,7 @@ def read_chains(image_dir: Path, rel: str) -> tuple[Rows, Rows]:
         row: dict[str, Any] = {"dir_name": entry.name, "chain_id": None, "diff_id": None, "parent": None,
                                "cache_id": None, "size": None, "removing": False, "has_tar_split": False,
                                "mtime_ns": _mtime(entry), "problem": None}
+        problems: list[str] = []
         m = REMOVING.match(entry.name)
         if m:
             row["removing"] = True
@@ -70,13 +71,12 @@ def read_chains(image_dir: Path, rel: str) -> tuple[Rows, Rows]:
         elif HEX64.match(entry.name):
             row["chain_id"] = "sha256:" + entry.name
         else:
-            row["problem"] = "name is not a chain id"
+            problems.append("name is not a chain id")
         if not entry.is_dir(follow_symlinks=False):
-            row["problem"] = "not a directory"
+            row["problem"] = "; ".join([*problems, "not a directory"])
             rows.append(row)
             continue
         d = Path(entry.path)
-        problems = []
         try:
             row["cache_id"] = read_optional(d / "cache-id")
             row["diff_id"] = read_optional(d / "diff")
