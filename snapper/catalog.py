@@ -15,7 +15,9 @@ after ``SET VARIABLE name = value``.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -139,7 +141,7 @@ def derived_view_statements() -> list[str]:
     return [f"CREATE OR REPLACE VIEW {q.name} AS\n{q.body()};" for q in view_order()]
 
 
-def set_params(con: duckdb.DuckDBPyConnection, query: Query, given: dict[str, object] | None = None) -> None:
+def set_params(con: duckdb.DuckDBPyConnection, query: Query, given: Mapping[str, object] | None = None) -> None:
     """SET VARIABLE for every parameter of the query and of the views it reads (defaults unless given)."""
     given = dict(given or {})
     for q in [*view_order([query.name]), query]:
@@ -159,7 +161,31 @@ def bind_views(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(stmt)
 
 
-def run(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, object] | None = None) -> pa.Table:
+def _param_values(con: duckdb.DuckDBPyConnection, names: list[str]) -> str:
+    vals = {n: con.execute(f"SELECT getvariable('{n}')::VARCHAR").fetchall()[0][0] for n in sorted(names)}
+    return json.dumps(vals, sort_keys=True)
+
+
+def _materialize(con: duckdb.DuckDBPyConnection, query: Query) -> None:
+    """Turn the derived views a query reads into temp tables (which shadow the views of the same name).
+
+    The views stay the definition (they are what the duckdb shell runs); a temp table is just their
+    result, computed once per parameter set instead of once per reference: a view used inside a recursive
+    CTE would otherwise be recomputed at every iteration. Keyed by the parameter values it was built with.
+    """
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS _snapper_materialized (name VARCHAR PRIMARY KEY, key VARCHAR)")
+    needed = [v for v in view_order([query.name]) if v.name != query.name]
+    for v in needed:
+        deps = [v, *view_order([v.name])]
+        key = _param_values(con, sorted({p.name for d in deps for p in d.params}))
+        old = con.execute("SELECT key FROM _snapper_materialized WHERE name = ?", [v.name]).fetchall()
+        if old and old[0][0] == key:
+            continue
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {v.name} AS\n{v.body()}")
+        con.execute("INSERT OR REPLACE INTO _snapper_materialized VALUES (?, ?)", [v.name, key])
+
+
+def run(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, object] | None = None) -> pa.Table:
     """Run a catalogue query on a connection where the snapshot views are bound."""
     q = get(name)
     known = {p.name: p for qq in [*view_order([name]), q] for p in qq.params}
@@ -169,6 +195,7 @@ def run(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, object] | N
                              f"parameters: {', '.join(known) or 'none'}")
     set_params(con, q, params)
     try:
+        _materialize(con, q)
         return con.sql(q.body()).to_arrow_table()
     except duckdb.Error as e:
         raise QueryError(f"query {name}", str(e).splitlines()[0], "check the snapshot with `snapper show`") from e

@@ -21,6 +21,7 @@ app = typer.Typer(
     add_completion=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
+    invoke_without_command=True,
 )
 
 _STATE: dict[str, bool] = {"debug": False}
@@ -62,6 +63,7 @@ def _check_format(fmt: str, allowed: tuple[str, ...] = ("table", "json", "csv"))
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for errors")] = False,
     version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
 ) -> None:
@@ -69,6 +71,9 @@ def main_options(
     _STATE["debug"] = debug
     if version:
         print(f"snapper {__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        print(ctx.get_help())
         raise typer.Exit(0)
 
 
@@ -252,6 +257,124 @@ def explain(
             print(f"{r['section']:<20}{r['detail']}")
     else:
         render_table(table, format)
+
+
+def _table_or_none(t: Any, title: str, fmt: str, byte_columns: tuple[str, ...] = ()) -> None:
+    from snapper.render import render_table
+
+    if t.num_rows:
+        render_table(t, fmt, title=title, byte_columns=byte_columns)
+
+
+@app.command()
+def diff(
+    old: Annotated[Path, typer.Argument(help="older snapshot directory")],
+    new: Annotated[Path, typer.Argument(help="newer snapshot directory")],
+    layer: Annotated[str | None, typer.Option("--layer", help="per-file diff of one overlay2 dir")] = None,
+    grace: GraceOpt = "1h",
+    format: FormatOpt = "table",
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="exit 3 when newly leaked bytes > 0")] = False,
+) -> None:
+    """What changed between two snapshots: dirs appeared, vanished, changed; newly leaked; leaks gone.
+
+    Examples:
+      snapper diff snapshots/h/20261127T230000Z snapshots/h/20261128T000000Z
+      snapper diff OLD NEW --format json | jq '.newly_leaked[].layer_id'
+      snapper diff OLD NEW --layer 3f2a9c      # files added/removed/modified in one dir
+      snapper diff OLD NEW --exit-code         # CI gate: exit 3 if anything new leaked
+    """
+    from snapper import series, verdict
+    from snapper.render import render_json, render_table, rows_of
+
+    _check_format(format)
+    grace_s = _run(lambda: verdict.parse_duration(grace))
+    if layer:
+        render_table(_run(lambda: series.diff_files(old, new, layer)), format,
+                     title=f"files of {layer} ({old.name} -> {new.name})", byte_columns=("size_delta",))
+        return
+    d = _run(lambda: series.diff(old, new, grace_s))
+    cols = ["layer_id", "bytes", "bytes_delta", "files_added", "files_removed", "files_modified", "old_verdict",
+            "new_verdict", "new_mechanism"]
+    sections = {"appeared": d.appeared, "vanished": d.vanished, "changed": d.changed,
+                "newly_leaked": d.newly_leaked, "leaks_gone": d.leaks_gone, "live_growth": d.live_growth}
+    totals = d.totals()
+    if format == "json":
+        render_json({"old": str(d.old.path), "new": str(d.new.path), "totals": totals,
+                     **{k: rows_of(v.select(cols)) for k, v in sections.items()}})
+    elif format == "csv":
+        import pyarrow as pa
+
+        render_table(d.dirs.select(["change", *cols, "newly_leaked", "leak_gone"]).cast(
+            pa.schema([d.dirs.schema.field(c) for c in ["change", *cols, "newly_leaked", "leak_gone"]])), "csv")
+    else:
+        for name, t in sections.items():
+            _table_or_none(t.select(cols), f"{name.replace('_', ' ')} ({t.num_rows})", "table",
+                           ("bytes", "bytes_delta"))
+        print("totals: " + ", ".join(f"{k}={v:,}" for k, v in totals.items()))
+    if exit_code and totals["newly_leaked_bytes"] > 0:
+        raise typer.Exit(3)
+
+
+@app.command()
+def history(
+    snapshots: Annotated[list[Path], typer.Argument(help="snapshot dirs, or a series dir holding them")],
+    grace: GraceOpt = "1h",
+    window: Annotated[str, typer.Option("--window", help="neighbours created within this of a leaked dir")] = "5m",
+    format: FormatOpt = "table",
+) -> None:
+    """A series over time: dirs that appeared and never became reachable, leak rate, fill forecast,
+    attribution of leaked content, duplicates and top leaked paths.
+
+    Examples:
+      snapper history snapshots/myhost
+      snapper history snapshots/myhost --grace 2h --format json | jq '.never_reachable'
+    """
+    from snapper import series, verdict
+    from snapper.render import render_json, render_table, rows_of
+
+    _check_format(format)
+    grace_s = _run(lambda: verdict.parse_duration(grace))
+    window_s = _run(lambda: verdict.parse_duration(window))
+    h = _run(lambda: series.history([str(p) for p in snapshots], grace_s, window_s))
+    nr_cols = ["layer_id", "first_seen", "last_seen", "snapshots_present", "bytes", "files", "last_mechanism",
+               "present_at_end"]
+    attribution = {r["layer_id"]: r for r in rows_of(h.attribution)}
+    never = rows_of(h.never_reachable.select(nr_cols))
+    for r in never:
+        a = attribution.get(r["layer_id"])
+        r["attribution"] = a["source"] if a else None
+        r["path_overlap_pct"] = a["path_overlap_pct"] if a else None
+    if format == "json":
+        render_json({"snapshots": rows_of(h.timeline), "rate": h.rate, "never_reachable": never,
+                     "dirs": rows_of(h.dirs.drop_columns(["first_seen_ns", "last_seen_ns"])),
+                     "attribution": rows_of(h.attribution), "duplicates": rows_of(h.duplicates),
+                     "prefixes": rows_of(h.prefixes), "neighbours": rows_of(h.neighbours)})
+        return
+    if format == "csv":
+        render_table(h.dirs, "csv")
+        return
+    render_table(h.timeline.drop_columns(["started_ns"]), "table", title=f"{len(h.snapshots)} snapshots",
+                 byte_columns=("fs_used_bytes", "fs_total_bytes", "overlay2_bytes", "live_bytes", "leaked_bytes",
+                               "in_flight_bytes", "unknown_bytes"))
+    import pyarrow as pa
+
+    _table_or_none(pa.Table.from_pylist(never) if never else pa.table({}),
+                   f"appeared and never became reachable ({len(never)})", "table", ("bytes",))
+    rate = h.rate
+    if rate.get("leaked_bytes_per_hour") is not None:
+        from snapper.render import human_bytes
+
+        print(f"leak rate {human_bytes(rate['leaked_bytes_per_hour'])}/h, "
+              f"{human_bytes(rate['leaked_bytes_per_day'])}/day over {rate['span_hours']} h; "
+              + (f"filesystem full in {rate['hours_until_full']} h (at {rate['full_at']})"
+                 if rate.get("hours_until_full") is not None else "filesystem use not growing"))
+    else:
+        print("leak rate: needs two snapshots at different times")
+    _table_or_none(h.attribution.select(["layer_id", "bytes", "mechanism", "source", "path_overlap_pct",
+                                         "content_overlap_pct"]), "attribution of leaked dirs", "table", ("bytes",))
+    _table_or_none(h.duplicates.drop_columns(["fingerprint"]), "duplicate content", "table",
+                   ("bytes_each", "wasted_bytes"))
+    _table_or_none(h.prefixes.slice(0, 15), "top leaked path prefixes", "table", ("bytes",))
 
 
 @app.command()

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+from decimal import Decimal
 from typing import IO, Any
 
 import pyarrow as pa
@@ -26,6 +27,8 @@ def _cell(v: Any) -> str:
 
 
 def _jsonable(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return int(v) if v == v.to_integral_value() else float(v)
     if isinstance(v, bytes):
         return v.hex()
     if isinstance(v, list):

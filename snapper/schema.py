@@ -19,7 +19,7 @@ _DSTR = pa.dictionary(pa.int32(), pa.string())
 _I64 = pa.int64()
 _U32 = pa.uint32()
 _BOOL = pa.bool_()
-_LSTR = pa.list_(pa.string())
+_LSTR = pa.list_(pa.field("element", pa.string()))  # Parquet names list items "element"
 
 
 @dataclass(frozen=True)

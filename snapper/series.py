@@ -1,0 +1,129 @@
+"""Snapshots over time: diff of two snapshots, history of a series, attribution of leaked content.
+
+All answers come from ``queries/*.sql`` (diff, diff_files, history, history_timeline, history_rate,
+attribution, duplicates, leak_prefixes, leak_neighbours) over a series binding, where every table has a
+``snap`` column (0 = oldest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from snapper import catalog
+from snapper.errors import UsageError
+from snapper.snapshot import Snapshot, connect, find_snapshots, open_snapshot
+from snapper.verdict import DEFAULT_GRACE_S, resolve_layer
+
+
+def bind(snaps: Sequence[Snapshot]) -> duckdb.DuckDBPyConnection:
+    con = connect(snaps)
+    catalog.bind_views(con)
+    return con
+
+
+@dataclass(frozen=True)
+class Diff:
+    old: Snapshot
+    new: Snapshot
+    dirs: pa.Table  # one row per dir (query `diff`)
+
+    def where(self, mask: pa.ChunkedArray | pa.Array) -> pa.Table:
+        return self.dirs.filter(mask)
+
+    @property
+    def appeared(self) -> pa.Table:
+        return self.where(pc.equal(self.dirs["change"], "appeared"))
+
+    @property
+    def vanished(self) -> pa.Table:
+        return self.where(pc.equal(self.dirs["change"], "vanished"))
+
+    @property
+    def changed(self) -> pa.Table:
+        return self.where(pc.equal(self.dirs["change"], "changed"))
+
+    @property
+    def newly_leaked(self) -> pa.Table:
+        return self.where(pc.fill_null(self.dirs["newly_leaked"], False))
+
+    @property
+    def leaks_gone(self) -> pa.Table:
+        return self.where(pc.fill_null(self.dirs["leak_gone"], False))
+
+    @property
+    def live_growth(self) -> pa.Table:
+        live = pc.and_(pc.equal(self.dirs["old_verdict"], "live"), pc.equal(self.dirs["new_verdict"], "live"))
+        grown = self.where(pc.and_(pc.fill_null(live, False), pc.greater(self.dirs["bytes_delta"], 0)))
+        return grown.sort_by([("bytes_delta", "descending"), ("layer_id", "ascending")])
+
+    def totals(self) -> dict[str, int]:
+        def total(t: pa.Table, col: str = "bytes") -> int:
+            return int(pc.sum(t[col]).as_py() or 0) if t.num_rows else 0
+
+        return {
+            "appeared_dirs": self.appeared.num_rows, "appeared_bytes": total(self.appeared),
+            "vanished_dirs": self.vanished.num_rows, "vanished_bytes": total(self.vanished),
+            "changed_dirs": self.changed.num_rows, "changed_bytes_delta": total(self.changed, "bytes_delta"),
+            "newly_leaked_dirs": self.newly_leaked.num_rows, "newly_leaked_bytes": total(self.newly_leaked),
+            "leaks_gone_dirs": self.leaks_gone.num_rows, "leaks_gone_bytes": total(self.leaks_gone, "old_bytes"),
+            "bytes_delta": total(self.dirs, "bytes_delta"),
+        }
+
+
+def diff(old: str | Path, new: str | Path, grace_s: int = DEFAULT_GRACE_S) -> Diff:
+    o, n = open_snapshot(old), open_snapshot(new)
+    con = bind([o, n])
+    dirs = catalog.run(con, "diff", {"old_snap": 0, "new_snap": 1, "grace_seconds": grace_s})
+    return Diff(o, n, dirs)
+
+
+def diff_files(old: str | Path, new: str | Path, layer_id: str) -> pa.Table:
+    o, n = open_snapshot(old), open_snapshot(new)
+    con = bind([o, n])
+    full = resolve_layer(con, layer_id)  # looks in both snapshots: the dir may exist in only one
+    return catalog.run(con, "diff_files", {"old_snap": 0, "new_snap": 1, "layer_id": full})
+
+
+@dataclass(frozen=True)
+class History:
+    snapshots: list[Snapshot]
+    dirs: pa.Table  # query `history`
+    timeline: pa.Table  # query `history_timeline`
+    rate: dict[str, Any]  # query `history_rate` (one row)
+    attribution: pa.Table  # query `attribution` for the last snapshot
+    duplicates: pa.Table
+    prefixes: pa.Table
+    neighbours: pa.Table
+
+    @property
+    def never_reachable(self) -> pa.Table:
+        return self.dirs.filter(pc.fill_null(self.dirs["never_reachable"], False))
+
+
+def history(args: Sequence[str | Path], grace_s: int = DEFAULT_GRACE_S, window_s: int = 300) -> History:
+    snaps = find_snapshots(args)
+    roots = {s.manifest.get("data_root") for s in snaps}
+    hosts = {s.manifest.get("host") for s in snaps}
+    if len(roots) > 1 or len(hosts) > 1:
+        raise UsageError("snapshots", f"come from {len(hosts)} hosts / {len(roots)} data roots",
+                         "give snapshots of one data root on one host")
+    con = bind(snaps)
+    p = {"grace_seconds": grace_s}
+    rate = catalog.run(con, "history_rate", p).to_pylist()
+    return History(
+        snaps,
+        catalog.run(con, "history", p),
+        catalog.run(con, "history_timeline", p),
+        rate[0] if rate else {},
+        catalog.run(con, "attribution", {**p, "snap": -1}),
+        catalog.run(con, "duplicates", {**p, "snap": -1}),
+        catalog.run(con, "leak_prefixes", {**p, "snap": -1}),
+        catalog.run(con, "leak_neighbours", {**p, "snap": -1, "window_seconds": window_s}),
+    )

@@ -1,0 +1,190 @@
+"""snapper.cli: exit codes and the one-line error contract, through typer's CliRunner and the real entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from snapper import __version__
+from snapper.cli import app
+from snapper.schema import SCHEMA_VERSION
+from tests.synthetic import Standard, build_standard, can_mount, mounted, mounts_under
+
+needs_mount = pytest.mark.skipif(not can_mount(), reason="needs root and mount(8)")
+runner = CliRunner()
+
+
+def invoke(*args: str) -> Result:
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def assert_one_error_line(res: Result, code: int = 1, *fragments: str) -> str:
+    assert res.exit_code == code, (res.stdout, res.stderr)
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("snapper: error: "), lines[0]
+    assert "Traceback" not in res.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def std(tmp_path_factory: pytest.TempPathFactory) -> Standard:
+    return build_standard(tmp_path_factory.mktemp("std") / "root", odd=False)
+
+
+@pytest.fixture(scope="module")
+def snap(std: Standard, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("snaps") / "snap"
+    res = invoke("collect", "--root", str(std.root), "--out", str(out), "--no-api", "--jobs", "1", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout == f"{out}\n"
+    return out
+
+
+def copy_of(snap: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "copy"
+    shutil.copytree(snap, dst)
+    return dst
+
+
+# --- show ------------------------------------------------------------------------------------------------
+
+def test_show_table(snap: Path, std: Standard) -> None:
+    res = invoke("show", str(snap))
+    assert res.exit_code == 0 and res.stderr == ""
+    assert f"snapshot      {snap}" in res.stdout
+    assert f"data_root     {std.root}" in res.stdout
+    assert "daemon        stopped" in res.stdout
+    assert f"schema_version{SCHEMA_VERSION}" in res.stdout
+
+
+def test_show_json_is_the_manifest(snap: Path) -> None:
+    res = invoke("show", str(snap), "--format", "json")
+    assert res.exit_code == 0
+    assert json.loads(res.stdout) == json.loads((snap / "manifest.json").read_text())
+
+
+def _break(kind: str, snap: Path, tmp_path: Path) -> Path:
+    if kind == "missing":
+        return tmp_path / "does-not-exist"
+    if kind == "file":
+        (tmp_path / "f").write_text("x")
+        return tmp_path / "f"
+    if kind == "random-dir":
+        (tmp_path / "random" / "sub").mkdir(parents=True)
+        return tmp_path / "random"
+    bad = copy_of(snap, tmp_path)
+    if kind == "truncated":
+        p = bad / "files.parquet"
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    elif kind == "missing-table":
+        (bad / "images.parquet").unlink()
+    elif kind == "schema-version":
+        m = json.loads((bad / "manifest.json").read_text())
+        m["schema_version"] = SCHEMA_VERSION + 41
+        (bad / "manifest.json").write_text(json.dumps(m))
+    elif kind == "bad-manifest":
+        (bad / "manifest.json").write_text("{")
+    return bad
+
+
+@pytest.mark.parametrize("kind,fragment", [
+    ("missing", "not a snapshot directory"),
+    ("file", "not a snapshot directory"),
+    ("random-dir", "no manifest.json"),
+    ("truncated", "files.parquet: corrupt Parquet file"),
+    ("missing-table", "images.parquet: table file missing"),
+    ("schema-version", f"schema version {SCHEMA_VERSION + 41}"),
+    ("bad-manifest", "unreadable manifest"),
+])
+def test_show_broken_snapshot(snap: Path, tmp_path: Path, kind: str, fragment: str) -> None:
+    res = invoke("show", str(_break(kind, snap, tmp_path)))
+    assert_one_error_line(res, 1, fragment)
+    assert res.stdout == ""
+
+
+def test_show_unknown_format(snap: Path) -> None:
+    assert_one_error_line(invoke("show", str(snap), "--format", "xml"), 2, "--format xml")
+
+
+def test_debug_adds_the_traceback(tmp_path: Path) -> None:
+    res = invoke("--debug", "show", str(tmp_path / "nope"))
+    assert res.exit_code == 1
+    assert "Traceback" in res.stderr and "SnapshotError" in res.stderr
+    assert res.stderr.splitlines()[-1].startswith("snapper: error: ")
+
+
+def test_version_with_a_command() -> None:
+    res = invoke("--version", "show", "anything")
+    assert res.exit_code == 0 and res.stdout.strip() == f"snapper {__version__}"
+
+
+def test_version() -> None:
+    res = invoke("--version")
+    assert res.exit_code == 0 and res.stdout.strip() == f"snapper {__version__}"
+
+
+def test_real_entry_point_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", "from snapper.cli import main; main()", "show",
+                           str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("snapper: error: ")
+
+
+# --- collect -----------------------------------------------------------------------------------------------
+
+def test_collect_summary(std: Standard, tmp_path: Path) -> None:
+    out = tmp_path / "snap"
+    res = invoke("collect", "--root", str(std.root), "--out", str(out), "--no-api", "--jobs", "1")
+    assert res.exit_code == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"snapshot {out}"
+    assert "daemon not running" in lines[1] and "api skipped (--no-api)" in lines[1]
+    assert "2 errors" in lines[2]
+
+
+def test_collect_out_exists(std: Standard, tmp_path: Path) -> None:
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "precious").write_text("keep me")
+    res = invoke("collect", "--root", str(std.root), "--out", str(out), "--no-api")
+    assert_one_error_line(res, 1, str(out), "already exists")
+    assert [p.name for p in out.iterdir()] == ["precious"] and (out / "precious").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_collect_missing_root(tmp_path: Path) -> None:
+    res = invoke("collect", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "s"), "--no-api")
+    assert_one_error_line(res, 1, "data root does not exist")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_collect_bad_hash_mode(std: Standard, tmp_path: Path) -> None:
+    res = invoke("collect", "--root", str(std.root), "--out", str(tmp_path / "s"), "--hash", "md5", "--no-api")
+    assert_one_error_line(res, 2, "--hash md5")
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_mount
+@pytest.mark.parametrize("opts", ["size=64k", "size=1m,nr_inodes=2"], ids=["no-space", "no-inodes"])
+def test_collect_output_filesystem_full(std: Standard, tmp_path: Path, opts: str) -> None:
+    full = tmp_path / "full"
+    full.mkdir()
+    try:
+        with mounted(full, "-t", "tmpfs", "-o", opts, "tmpfs"):
+            res = invoke("collect", "--root", str(std.root), "--out", str(full / "snap"), "--no-api",
+                         "--jobs", "1")
+            left = os.listdir(full)
+    finally:
+        assert mounts_under(tmp_path) == []
+    assert_one_error_line(res, 1, "No space left on device")
+    assert left == []

@@ -1,0 +1,102 @@
+"""diff / history / attribution on a series recorded from a real daemon while it leaked
+(tests/data/series, made by tests/integration/test_series_real.py with SNAPPER_RECORD_SERIES)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from snapper import catalog, series
+from snapper.cli import app
+from snapper.render import to_csv_string
+from snapper.snapshot import connect, find_snapshots
+
+SERIES = Path(__file__).parent / "data" / "series"
+SNAPS = sorted(p for p in SERIES.iterdir() if p.is_dir())
+GOLDEN = Path(__file__).parent / "golden"
+runner = CliRunner()
+
+
+def test_series_is_found_in_time_order() -> None:
+    found = find_snapshots([SERIES])
+    assert [s.path.name for s in found] == [p.name for p in SNAPS] == ["s0", "s1", "s2", "s3", "s4"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 4), st.integers(0, 4))
+def test_diff_properties(a: int, b: int) -> None:
+    ab = series.diff(SNAPS[a], SNAPS[b], 0)
+    ba = series.diff(SNAPS[b], SNAPS[a], 0)
+    ids = lambda t: sorted(t.column("layer_id").to_pylist())  # noqa: E731
+    assert ids(ab.appeared) == ids(ba.vanished)
+    assert ids(ab.vanished) == ids(ba.appeared)
+    assert ids(ab.changed) == ids(ba.changed)
+    assert ids(ab.newly_leaked) == ids(ba.leaks_gone)
+    if a == b:
+        assert ab.appeared.num_rows == ab.vanished.num_rows == ab.changed.num_rows == 0
+        assert ab.newly_leaked.num_rows == 0 and ab.totals()["bytes_delta"] == 0
+
+
+@pytest.mark.parametrize("name,params", [
+    ("diff", {"old_snap": 1, "new_snap": 2, "grace_seconds": 0}),
+    ("history", {"grace_seconds": 0}),
+    ("history_timeline", {"grace_seconds": 0}),
+    ("attribution", {"snap": -1, "grace_seconds": 0}),
+    ("duplicates", {"snap": -1, "grace_seconds": 0}),
+    ("leak_prefixes", {"snap": -1, "depth": 4, "grace_seconds": 0}),
+])
+def test_golden_series_queries(name: str, params: dict[str, object]) -> None:
+    con = connect(find_snapshots([SERIES]))
+    catalog.bind_views(con)
+    got = to_csv_string(catalog.run(con, name, params))
+    path = GOLDEN / f"series_{name}.csv"
+    if os.environ.get("SNAPPER_UPDATE_GOLDEN") == "1":
+        path.write_text(got)
+    assert got == path.read_text(), f"{name} differs from {path} (SNAPPER_UPDATE_GOLDEN=1 to accept)"
+
+
+def test_diff_cli_json_contract_and_exit_code() -> None:
+    res = runner.invoke(app, ["diff", str(SNAPS[1]), str(SNAPS[2]), "--grace", "0", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    for key in ("appeared", "vanished", "changed", "newly_leaked"):
+        assert all({"layer_id", "bytes"} <= set(r) for r in doc[key])
+    assert [r["new_mechanism"] for r in doc["newly_leaked"]] == ["buildkit-orphan"]
+    gate = runner.invoke(app, ["diff", str(SNAPS[1]), str(SNAPS[2]), "--grace", "0", "--exit-code", "-f", "json"])
+    assert gate.exit_code == 3
+    calm = runner.invoke(app, ["diff", str(SNAPS[3]), str(SNAPS[4]), "--grace", "0", "--exit-code", "-f", "json"])
+    assert calm.exit_code == 0
+
+
+def test_diff_layer_lists_files() -> None:
+    d = series.diff(SNAPS[2], SNAPS[3], 0)
+    changed = [r["layer_id"] for r in d.dirs.to_pylist() if r["change"] == "appeared"]
+    res = runner.invoke(app, ["diff", str(SNAPS[2]), str(SNAPS[3]), "--layer", changed[0], "-f", "csv"])
+    assert res.exit_code == 0 and "added" in res.stdout
+
+
+def test_history_cli_json_contract() -> None:
+    res = runner.invoke(app, ["history", str(SERIES), "--grace", "0", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["never_reachable"]
+    assert all({"layer_id", "first_seen", "bytes"} <= set(r) for r in doc["never_reachable"])
+    assert len(doc["snapshots"]) == 5
+
+
+def test_history_refuses_mixed_hosts(tmp_path: Path) -> None:
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(SNAPS[0], other)
+    m = json.loads((other / "manifest.json").read_text())
+    m["host"] = "another-host"
+    (other / "manifest.json").write_text(json.dumps(m))
+    res = runner.invoke(app, ["history", str(SNAPS[1]), str(other)])
+    assert res.exit_code == 2 and "snapper: error:" in res.stderr
