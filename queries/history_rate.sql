@@ -4,11 +4,13 @@
 -- params: grace_seconds BIGINT = 3600
 -- requires: verdicts
 WITH
+leaked AS (
+    SELECT snap, sum(bytes)::BIGINT AS leaked_bytes FROM verdicts WHERE verdict = 'leaked' GROUP BY snap
+),
 t AS (
     SELECT s.snap, s.started_ns / 3.6e12 AS hours, s.fs_used_bytes, s.fs_total_bytes,
-           coalesce((SELECT sum(bytes) FROM verdicts v WHERE v.snap = s.snap AND v.verdict = 'leaked'), 0)::BIGINT
-               AS leaked_bytes
-    FROM snapshots s
+           coalesce(l.leaked_bytes, 0) AS leaked_bytes
+    FROM snapshots s LEFT JOIN leaked l ON l.snap = s.snap
 ),
 fit AS (
     SELECT count(*) AS snapshots,

@@ -44,7 +44,7 @@ roots AS (
 reach(snap, kind, node, prio, root_kind, root_id, root_label, depth, path) USING KEY (snap, kind, node) AS (
     SELECT snap, kind, node, prio, root_kind, root_id, root_label, 0, [root_label]
     FROM roots
-    UNION
+    UNION ALL
     SELECT c.snap, c.kind, c.node, c.best.prio, c.best.root_kind, c.best.root_id, c.best.root_label, c.best.depth,
            c.best.path
     FROM (

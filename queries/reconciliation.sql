@@ -28,11 +28,20 @@ df AS (
     FROM snaps s LEFT JOIN api_df a ON a.snap = s.snap AND a.kind IN ('images', 'containers', 'build_cache')
     GROUP BY s.snap
 ),
+entries AS (
+    SELECT snap, count(*) AS entries FROM verdicts GROUP BY snap
+),
+verdict_sum AS (
+    SELECT snap, sum(bytes)::BIGINT AS verdict_bytes FROM by_verdict GROUP BY snap
+),
 totals AS (
     SELECT s.snap, s.used, coalesce(o.bytes, 0) AS on_disk, df.bytes AS df_bytes, df.n AS df_n,
-           (SELECT count(*) FROM verdicts v WHERE v.snap = s.snap) AS entries,
-           (SELECT coalesce(sum(bytes), 0)::BIGINT FROM by_verdict b WHERE b.snap = s.snap) AS verdict_bytes
-    FROM snaps s LEFT JOIN on_disk o ON o.snap = s.snap JOIN df ON df.snap = s.snap
+           coalesce(e.entries, 0) AS entries, coalesce(vs.verdict_bytes, 0) AS verdict_bytes
+    FROM snaps s
+    LEFT JOIN on_disk o ON o.snap = s.snap
+    JOIN df ON df.snap = s.snap
+    LEFT JOIN entries e ON e.snap = s.snap
+    LEFT JOIN verdict_sum vs ON vs.snap = s.snap
 ),
 rows AS (
     SELECT snap, 1 AS ord, 'filesystem used' AS item, used AS bytes, NULL::BIGINT AS dirs,

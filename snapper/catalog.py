@@ -199,3 +199,13 @@ def run(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, object] 
         return con.sql(q.body()).to_arrow_table()
     except duckdb.Error as e:
         raise QueryError(f"query {name}", str(e).splitlines()[0], "check the snapshot with `snapper show`") from e
+
+
+def markdown() -> str:
+    """The README query catalogue, generated from the headers."""
+    out = ["| query | what it answers | why it matters | params |", "|---|---|---|---|"]
+    for q in catalog().values():
+        params = ", ".join(f"`{p.name}` {p.type}" + (f" = {p.default}" if p.default else "") for p in q.params)
+        out.append(f"| `{q.name}` | {q.description.replace('|', '/')} | {q.why.replace('|', '/')} | "
+                   f"{params or 'none'} |")
+    return "\n".join(out) + "\n"

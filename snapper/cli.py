@@ -377,6 +377,124 @@ def history(
     _table_or_none(h.prefixes.slice(0, 15), "top leaked path prefixes", "table", ("bytes",))
 
 
+def _bind_args(snapshots: list[Path]) -> Any:
+    from snapper.snapshot import find_snapshots
+
+    return _run(lambda: find_snapshots([str(p) for p in snapshots]))
+
+
+@app.command()
+def query(
+    name: Annotated[str | None, typer.Argument(help="query name (see --list)")] = None,
+    snapshots: Annotated[list[Path] | None, typer.Argument(help="snapshot dirs or a series dir")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="list the queries: name, description, why, params")] = False,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v (repeatable)")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table | json | csv | parquet")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file for --format parquet")] = None,
+) -> None:
+    """Run one query of queries/ on snapshots, or list them.
+
+    Examples:
+      snapper query --list
+      snapper query leaks SNAP --param min_bytes=1000000 --format csv
+      snapper query history snapshots/myhost -p grace_seconds=0 -f json
+      snapper query verdicts SNAP -f parquet -o verdicts.parquet
+    """
+    from snapper import catalog
+    from snapper.render import render_table
+    from snapper.snapshot import connect
+
+    _check_format(format, ("table", "json", "csv", "parquet"))
+    if list_ or name is None:
+        import pyarrow as pa
+
+        cat = _run(catalog.catalog)
+        rows = [{"name": q.name, "description": q.description, "why": q.why,
+                 "params": ", ".join(f"{p.name} {p.type}" + (f" = {p.default}" if p.default else "")
+                                     for p in q.params) or "none"} for q in cat.values()]
+        render_table(pa.Table.from_pylist(rows), "csv" if format == "parquet" else format, title="queries")
+        return
+    if not snapshots:
+        _fail(UsageError(f"query {name}", "no snapshot given", "pass snapshot dirs or a series dir"))
+    q = _run(lambda: catalog.get(name))
+    given: dict[str, object] = {}
+    known = {p.name: p for qq in [*catalog.view_order([q.name]), q] for p in qq.params}
+    for kv in param or []:
+        k, sep, v = kv.partition("=")
+        if not sep:
+            _fail(UsageError(f"--param {kv}", "not of the form k=v", "e.g. --param min_bytes=1000000"))
+        if k not in known:
+            _fail(UsageError(f"--param {k}", f"query {name} has no such parameter",
+                             f"parameters: {', '.join(known) or 'none'}"))
+        given[k] = _run(lambda k=k, v=v: known[k].convert(v))
+    snaps = _bind_args(snapshots or [])
+    con = connect(snaps)
+    catalog.bind_views(con)
+    table = _run(lambda: catalog.run(con, name, given))
+    if format == "parquet":
+        import pyarrow.parquet as pq
+
+        if output is None:
+            _fail(UsageError("--format parquet", "needs --output FILE", "add -o result.parquet"))
+        assert output is not None
+        pq.write_table(table, str(output), compression="zstd")
+        print(output)
+        return
+    render_table(table, format, title=name)
+
+
+@app.command()
+def views(
+    snapshots: Annotated[list[Path], typer.Argument(help="snapshot dirs or a series dir")],
+) -> None:
+    """Print the CREATE VIEW statements that bind snapshots (a `snap` column per row) in any DuckDB.
+
+    Examples:
+      snapper views SNAP > bind.sql && duckdb -init bind.sql
+      snapper views snapshots/myhost | duckdb -c ".read /dev/stdin" ...
+    """
+    from snapper import catalog
+    from snapper.snapshot import view_statements
+
+    snaps = _bind_args(snapshots)
+    print("-- snapper views: tables of " + ", ".join(str(s.path) for s in snaps))
+    for stmt in view_statements(snaps):
+        print(stmt)
+    print("-- derived views (queries/ with `view: true`); set their parameters first, e.g.")
+    print("SET VARIABLE grace_seconds = 3600;")
+    for stmt in catalog.derived_view_statements():
+        print(stmt)
+
+
+@app.command()
+def sql(
+    snapshots: Annotated[list[Path], typer.Argument(help="snapshot dirs or a series dir")],
+) -> None:
+    """Open the duckdb shell (PyPI duckdb-cli) with the snapshots bound as views.
+
+    Examples:
+      snapper sql snapshots/myhost
+      D SELECT mechanism, sum(bytes) FROM leaks GROUP BY ALL;   -- after SET VARIABLE min_bytes = 0
+    """
+    import shutil
+    import tempfile
+
+    from snapper import catalog
+    from snapper.snapshot import view_statements
+
+    exe = shutil.which("duckdb")
+    if exe is None:
+        _fail(UsageError("duckdb", "the duckdb shell is not installed", "pip install duckdb-cli"))
+    assert exe is not None
+    snaps = _bind_args(snapshots)
+    init = tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="snapper-views-", delete=False)
+    with init:
+        init.write("SET VARIABLE grace_seconds = 3600;\nSET VARIABLE min_bytes = 0;\n")
+        init.write("\n".join([*view_statements(snaps), *catalog.derived_view_statements()]) + "\n")
+    print(f"snapper: {len(snaps)} snapshot(s) bound; queries are in {catalog.queries_dir()}", file=sys.stderr)
+    os.execv(exe, [exe, "-init", init.name])
+
+
 @app.command()
 def demo(
     format: FormatOpt = "table",

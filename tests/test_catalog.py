@@ -106,3 +106,41 @@ def test_unknown_param_is_a_usage_error(empty_snapshot: Path) -> None:
     catalog.bind_views(con)
     with pytest.raises(UsageError):
         catalog.run(con, "leaks", {"nope": 1})
+
+
+def test_every_query_runs_verbatim_in_the_duckdb_shell(tmp_path: Path) -> None:
+    """The real `duckdb` CLI (PyPI duckdb-cli): `snapper views` output, SET VARIABLE, then the file as is."""
+    import shutil
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from snapper.cli import app
+
+    exe = shutil.which("duckdb")
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("duckdb CLI missing (pip install duckdb-cli)")
+        pytest.skip("duckdb CLI missing (pip install duckdb-cli)")
+    res = CliRunner().invoke(app, ["views", str(sample_path())])
+    assert res.exit_code == 0, res.output
+    (tmp_path / "bind.sql").write_text(res.stdout)
+    for name in QUERIES:
+        q = catalog.get(name)
+        sets = []
+        for qq in [*catalog.view_order([name]), q]:
+            for p in qq.params:
+                value = "'" + "ba01ba24476e" + "'" if p.name == "layer_id" else p.default
+                sets.append(f"SET VARIABLE {p.name} = {value};")
+        script = tmp_path / f"{name}.sql"
+        script.write_text("\n".join(sets) + "\n" + q.path.read_text())
+        out = subprocess.run([exe, "-init", str(tmp_path / "bind.sql"), "-csv", "-c", f".read {script}"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "Error" not in out.stderr, f"{name}: {out.stderr[-800:]}"
+        assert out.stdout.strip(), f"{name}: no output"
+
+
+def test_readme_query_catalogue_is_generated_from_headers() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("<!-- queries:begin -->\n", 1)[1].split("<!-- queries:end -->", 1)[0]
+    assert section == catalog.markdown(), "regenerate: python3 -c 'from snapper import catalog; print(catalog.markdown())'"
