@@ -426,7 +426,10 @@ def query(
         if k not in known:
             _fail(UsageError(f"--param {k}", f"query {name} has no such parameter",
                              f"parameters: {', '.join(known) or 'none'}"))
-        given[k] = _run(lambda k=k, v=v: known[k].convert(v))
+        try:
+            given[k] = known[k].convert(v)
+        except SnapperError as e:
+            _fail(e)
     snaps = _bind_args(snapshots or [])
     con = connect(snaps)
     catalog.bind_views(con)
@@ -487,8 +490,7 @@ def sql(
         _fail(UsageError("duckdb", "the duckdb shell is not installed", "pip install duckdb-cli"))
     assert exe is not None
     snaps = _bind_args(snapshots)
-    init = tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="snapper-views-", delete=False)
-    with init:
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="snapper-views-", delete=False) as init:
         init.write("SET VARIABLE grace_seconds = 3600;\nSET VARIABLE min_bytes = 0;\n")
         init.write("\n".join([*view_statements(snaps), *catalog.derived_view_statements()]) + "\n")
     print(f"snapper: {len(snaps)} snapshot(s) bound; queries are in {catalog.queries_dir()}", file=sys.stderr)

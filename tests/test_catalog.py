@@ -143,4 +143,4 @@ def test_every_query_runs_verbatim_in_the_duckdb_shell(tmp_path: Path) -> None:
 def test_readme_query_catalogue_is_generated_from_headers() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("<!-- queries:begin -->\n", 1)[1].split("<!-- queries:end -->", 1)[0]
-    assert section == catalog.markdown(), "regenerate: python3 -c 'from snapper import catalog; print(catalog.markdown())'"
+    assert section == catalog.markdown(), "regenerate from snapper.catalog.markdown()"
