@@ -497,6 +497,24 @@ def sql(
     os.execv(exe, [exe, "-init", init.name])
 
 
+@app.command("metrics")
+def metrics_cmd(
+    snapshot: Annotated[Path, typer.Argument(help="snapshot directory")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the .prom file to write (atomically)")],
+    grace: GraceOpt = "1h",
+) -> None:
+    """Write Prometheus textfile-collector metrics (overlay2, live, leaked, in-flight, by mechanism).
+
+    Examples:
+      snapper metrics SNAP -o /var/lib/node_exporter/textfile/snapper.prom
+      (or in one go: snapper collect --metrics /var/lib/node_exporter/textfile/snapper.prom)
+    """
+    from snapper import metrics, verdict
+
+    grace_s = _run(lambda: verdict.parse_duration(grace))
+    _run(lambda: metrics.write(snapshot, output, grace_s))
+
+
 @app.command()
 def demo(
     format: FormatOpt = "table",
