@@ -11,7 +11,6 @@ import pytest
 
 from snapper import verdict
 from snapper.collect import CollectOptions, collect
-
 from tests.synthetic import Standard, SyntheticRoot, build_standard
 
 
@@ -141,7 +140,7 @@ def test_partial_delete_remnant_and_lone_init(tmp_path: Path) -> None:
 
 
 def test_running_daemon_and_young_dirs_are_in_flight(tmp_path: Path) -> None:
-    sr, img, _ = _simple(tmp_path)
+    sr, _img, _ = _simple(tmp_path)
     young = sr.add_layer()
     path = snap_of(sr.root, tmp_path)
     m = json.loads((path / "manifest.json").read_text())
