@@ -100,15 +100,15 @@ final AS (
         CASE WHEN verdict = 'live' THEN coalesce(root_label, 'overlay2/l: short-link directory') END AS root,
         CASE WHEN verdict NOT IN ('live', 'vanished') THEN
             CASE
-                WHEN any_removing AND removing_dir IS NOT NULL THEN 'interrupted-delete'
-                WHEN mount_name IS NOT NULL AND buildkit_mount THEN 'orphan-buildkit-mount'
+                WHEN any_removing AND removing_dir IS NOT NULL THEN 'interrupted-image-delete'
+                WHEN mount_name IS NOT NULL AND buildkit_mount THEN 'orphan-container-mount'
                 WHEN mount_name IS NOT NULL THEN 'orphan-container-mount'
                 WHEN owner_chain IS NOT NULL AND root_kind = 'orphan-mount' THEN 'pinned-by-orphan-mount'
-                WHEN owner_chain IS NOT NULL THEN 'unreferenced-chain'
-                WHEN name_class = 'hex64-init' THEN 'lone-init'
-                WHEN name_class = 'buildkit25' THEN 'buildkit-orphan'
+                WHEN owner_chain IS NOT NULL THEN 'interrupted-image-delete'
+                WHEN name_class = 'hex64-init' THEN 'orphan-container-mount'
+                WHEN name_class = 'buildkit25' THEN 'buildkit-snapshot-without-record'
                 WHEN entry_type = 'd' AND has_diff AND NOT has_link THEN 'partial-delete-remnant'
-                WHEN name_class = 'hex64' AND has_link THEN 'interrupted-create'
+                WHEN name_class = 'hex64' AND has_link THEN 'interrupted-layer-create'
                 WHEN entry_type = 'd' AND NOT has_diff AND NOT has_link AND name_class IN ('hex64', 'buildkit25')
                     THEN 'partial-delete-remnant'
                 ELSE 'stray-dir'
@@ -146,8 +146,11 @@ final AS (
                     WHEN owner_chain IS NOT NULL AND root_kind = 'orphan-mount'
                         THEN 'layer chain ' || owner_chain || ' is pinned only by ' || root_label
                     WHEN owner_chain IS NOT NULL
-                        THEN 'layer chain ' || owner_chain || ' (cache-id = this dir) is referenced by no image, container or build-cache record'
-                    WHEN name_class = 'hex64-init' THEN 'no layerdb/mounts entry has init-id ' || layer_id
+                        THEN 'layer chain ' || owner_chain || ' (cache-id = this dir) is referenced by no image, '
+                             || 'container or build-cache record: left by an image delete interrupted after the '
+                             || 'config was removed (or the BuildKit EnsureLayer refcount race before '
+                             || '23.0.11/25.0.5/26.0)'
+                    WHEN name_class = 'hex64-init' THEN 'lone -init: no layerdb/mounts entry has init-id ' || layer_id
                     WHEN name_class = 'buildkit25'
                         THEN 'no live BuildKit record and no layerdb cache-id reaches it'
                              || CASE WHEN buildkit_known THEN ' (only a stale snapshots.db bucket or deleted record names it)' ELSE '' END

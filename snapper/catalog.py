@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -33,9 +34,9 @@ TYPES = {"BIGINT": int, "INTEGER": int, "DOUBLE": float, "VARCHAR": str, "BOOLEA
 
 
 def queries_dir() -> Path:
-    """queries/ beside the package (source checkout) or inside it (installed wheel)."""
+    """queries/ beside the package (source checkout), else where the wheel installs it (share/snapper)."""
     here = Path(__file__).resolve().parent
-    for cand in (here.parent / "queries", here / "queries"):
+    for cand in (here.parent / "queries", here / "queries", Path(sys.prefix) / "share" / "snapper" / "queries"):
         if cand.is_dir():
             return cand
     raise QueryError("queries/", "query directory not found", "reinstall snapper")

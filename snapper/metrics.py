@@ -28,9 +28,8 @@ _HELP = {
     "snapper_collect_timestamp_seconds": ("gauge", "When the collect started (unix time)."),
     "snapper_daemon_running": ("gauge", "1 if a dockerd ran on the data root during the collect."),
 }
-MECHANISMS = ("interrupted-delete", "unreferenced-chain", "pinned-by-orphan-mount", "orphan-container-mount",
-              "orphan-buildkit-mount", "lone-init", "buildkit-orphan", "interrupted-create",
-              "partial-delete-remnant", "stray-dir")
+MECHANISMS = ("interrupted-layer-create", "partial-delete-remnant", "interrupted-image-delete",
+              "pinned-by-orphan-mount", "orphan-container-mount", "buildkit-snapshot-without-record", "stray-dir")
 
 
 def _escape(v: str) -> str:

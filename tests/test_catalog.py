@@ -77,10 +77,11 @@ def test_demo_sample_holds_the_four_provoked_leaks() -> None:
     catalog.bind_views(con)
     rows = list(csv.DictReader(io.StringIO(to_csv_string(catalog.run(con, "leaks", {"grace_seconds": 0})))))
     mechanisms = sorted(r["mechanism"] for r in rows)
-    assert mechanisms == sorted(["unreferenced-chain", "unreferenced-chain", "interrupted-delete",
-                                 "interrupted-create", "orphan-container-mount", "orphan-container-mount",
-                                 "buildkit-orphan"])
-    assert [r["self_heals"] for r in rows if r["mechanism"] == "interrupted-delete"] == ["True"]
+    assert mechanisms == sorted(["interrupted-image-delete", "interrupted-image-delete", "interrupted-image-delete",
+                                 "interrupted-layer-create", "orphan-container-mount", "orphan-container-mount",
+                                 "buildkit-snapshot-without-record"])
+    assert sorted(r["self_heals"] for r in rows if r["mechanism"] == "interrupted-image-delete") == [
+        "False", "False", "True"]
 
 
 def test_every_query_runs_verbatim_in_duckdb_after_set_variable(empty_snapshot: Path) -> None:

@@ -28,7 +28,8 @@ def test_metrics_parse_and_match_the_verdicts() -> None:
     by_verdict = {lab["verdict"]: v for lab, v in fams["snapper_bytes"]}
     assert by_verdict["leaked"] == 81453056 and by_verdict["in-flight"] == 0
     mech = {lab["mechanism"]: v for lab, v in fams["snapper_leaked_dirs"]}
-    assert mech["unreferenced-chain"] == 2 and mech["buildkit-orphan"] == 1 and mech["stray-dir"] == 0
+    assert mech["interrupted-image-delete"] == 3 and mech["buildkit-snapshot-without-record"] == 1
+    assert mech["stray-dir"] == 0
     assert sum(v for _, v in fams["snapper_leaked_bytes"]) == by_verdict["leaked"]
     assert fams["snapper_daemon_running"][0][1] == 0
 

@@ -67,7 +67,7 @@ def test_diff_cli_json_contract_and_exit_code() -> None:
     doc = json.loads(res.stdout)
     for key in ("appeared", "vanished", "changed", "newly_leaked"):
         assert all({"layer_id", "bytes"} <= set(r) for r in doc[key])
-    assert [r["new_mechanism"] for r in doc["newly_leaked"]] == ["buildkit-orphan"]
+    assert [r["new_mechanism"] for r in doc["newly_leaked"]] == ["buildkit-snapshot-without-record"]
     gate = runner.invoke(app, ["diff", str(SNAPS[1]), str(SNAPS[2]), "--grace", "0", "--exit-code", "-f", "json"])
     assert gate.exit_code == 3
     calm = runner.invoke(app, ["diff", str(SNAPS[3]), str(SNAPS[4]), "--grace", "0", "--exit-code", "-f", "json"])

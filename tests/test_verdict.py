@@ -43,11 +43,11 @@ def test_standard_root_mechanisms(standard: tuple[Standard, dict[str, dict[str, 
     leaked = {k: r["mechanism"] for k, r in v.items() if r["verdict"] == "leaked"}
     bk_rw = next(k for k, r in v.items() if r["mount_name"] == std.buildkit_mount)
     assert leaked == {
-        std.removing_cache_id: "interrupted-delete",
-        bk_rw: "orphan-buildkit-mount",
-        std.layers["buildcache"].dir_id: "buildkit-orphan",
-        std.layers["leaked"].dir_id: "interrupted-create",
-        std.layers["unresolved"].dir_id: "interrupted-create",
+        std.removing_cache_id: "interrupted-image-delete",
+        bk_rw: "orphan-container-mount",
+        std.layers["buildcache"].dir_id: "buildkit-snapshot-without-record",
+        std.layers["leaked"].dir_id: "interrupted-layer-create",
+        std.layers["unresolved"].dir_id: "interrupted-layer-create",
         "stray.txt": "stray-dir",
     }
     assert v[std.removing_cache_id]["self_heals"] is True
@@ -80,7 +80,7 @@ def test_corrupt_image_config_makes_unreachable_chains_unknown(tmp_path: Path) -
     cfg = sr.image_dir / "imagedb" / "content" / "sha256" / img.image_id[7:]
     cfg.unlink()
     v = by_layer(snap_of(sr.root, tmp_path, "a"))
-    assert {v[layer.dir_id]["mechanism"] for layer in img.layers} == {"unreferenced-chain"}
+    assert {v[layer.dir_id]["mechanism"] for layer in img.layers} == {"interrupted-image-delete"}
     # now a corrupt config sits beside them: it might reference those chains -> unknown, never leaked
     (sr.image_dir / "imagedb" / "content" / "sha256" / ("f" * 64)).write_bytes(b'{"rootfs": {"diff_ids": [tru')
     v = by_layer(snap_of(sr.root, tmp_path, "b"))
@@ -94,7 +94,7 @@ def test_unreadable_buildkit_db_makes_buildkit_dirs_unknown(tmp_path: Path) -> N
     sr, img, _ = _simple(tmp_path)
     bk = sr.add_layer(sr.buildkit_id(), img.top)
     v = by_layer(snap_of(sr.root, tmp_path, "a"))
-    assert v[bk.dir_id]["mechanism"] == "buildkit-orphan"
+    assert v[bk.dir_id]["mechanism"] == "buildkit-snapshot-without-record"
     (sr.root / "buildkit").mkdir()
     (sr.root / "buildkit" / "metadata_v2.db").write_bytes(b"\0" * 8192)  # no valid meta page
     v = by_layer(snap_of(sr.root, tmp_path, "b"))
@@ -120,7 +120,7 @@ def test_layerdb_entry_without_cache_id_makes_ownerless_dirs_unknown(tmp_path: P
     sr, img, _ = _simple(tmp_path)
     lost = sr.add_layer()
     v = by_layer(snap_of(sr.root, tmp_path, "a"))
-    assert v[lost.dir_id]["mechanism"] == "interrupted-create"
+    assert v[lost.dir_id]["mechanism"] == "interrupted-layer-create"
     broken = sr.layerdb / "sha256" / ("e" * 64)
     broken.mkdir()
     (broken / "diff").write_text(sr.digest())
@@ -136,7 +136,7 @@ def test_partial_delete_remnant_and_lone_init(tmp_path: Path) -> None:
     init = sr.add_layer(f"{sr.hex64()}-init", img.top)
     v = by_layer(snap_of(sr.root, tmp_path))
     assert v[remnant.dir_id]["mechanism"] == "partial-delete-remnant"
-    assert v[init.dir_id]["mechanism"] == "lone-init"
+    assert v[init.dir_id]["mechanism"] == "orphan-container-mount"
 
 
 def test_running_daemon_and_young_dirs_are_in_flight(tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_explain_gives_the_chain_of_references(standard: tuple[Standard, dict[st
     assert kept[0].startswith("container ") or kept[0].startswith("image ")
     assert kept[-1].endswith(app.layers[0].dir_id)
     leaked = verdict.explain(str(path), std.layers["leaked"].dir_id, 0).to_pylist()
-    assert leaked[0] == {"section": "verdict", "detail": "leaked (interrupted-create)"}
+    assert leaked[0] == {"section": "verdict", "detail": "leaked (interrupted-layer-create)"}
     from snapper.errors import UsageError
 
     with pytest.raises(UsageError):

@@ -104,9 +104,9 @@ def test_interrupted_image_delete(fresh_engine: EngineFactory, big_tars: dict[st
     assert on_disk <= image_dirs
 
     v = verdicts_of(snap(eng, tmp_path, "s1"))
-    expect = {d: "unreferenced-chain" for d in on_disk}
+    expect = {d: "interrupted-image-delete" for d in on_disk}
     if rm_dir in on_disk:
-        expect[rm_dir] = "interrupted-delete"
+        expect[rm_dir] = "interrupted-image-delete"
         assert v[rm_dir]["self_heals"] is True
     assert leaked(v) == expect
     assert all(not v[d]["self_heals"] for d in expect if d != rm_dir)
@@ -116,7 +116,7 @@ def test_interrupted_image_delete(fresh_engine: EngineFactory, big_tars: dict[st
     eng.stop()
     assert not any(n.endswith("-removing") for n in os.listdir(sha))
     v2 = verdicts_of(snap(eng, tmp_path, "s2"))
-    assert leaked(v2) == {d: "unreferenced-chain" for d in on_disk - {rm_dir}}
+    assert leaked(v2) == {d: "interrupted-image-delete" for d in on_disk - {rm_dir}}
 
 
 def test_interrupted_layer_create(fresh_engine: EngineFactory, big_tars: dict[str, Path], tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_interrupted_layer_create(fresh_engine: EngineFactory, big_tars: dict[st
     assert new - owned, "no dir was left half-created"
     path = snap(eng, tmp_path, "s1")
     v = verdicts_of(path)
-    expect = {d: ("unreferenced-chain" if d in owned else "interrupted-create") for d in new}
+    expect = {d: ("interrupted-image-delete" if d in owned else "interrupted-layer-create") for d in new}
     assert leaked(v) == expect
     for d in new - owned:
         assert "layerdb/tmp/write-set-" in v[d]["evidence"]
@@ -176,7 +176,7 @@ def test_buildkit_duplicate_layer(fresh_engine: EngineFactory, tmp_path: Path) -
     path = snap(eng, tmp_path, "s2")
     v = verdicts_of(path)
     lk = leaked(v)
-    assert list(lk.values()) == ["buildkit-orphan"]
+    assert list(lk.values()) == ["buildkit-snapshot-without-record"]
     (dup,) = lk
     assert len(dup) == 25
     assert (eng.root / "overlay2" / dup / "diff" / "f.txt").exists()
@@ -237,7 +237,7 @@ def test_buildkit_transient_mount_crash(fresh_engine: EngineFactory, tmp_path: P
     path = snap(eng, tmp_path, "s1")
     v = verdicts_of(path)
     lk = leaked(v)
-    assert lk.get(mount_dir) == "orphan-buildkit-mount"
+    assert lk.get(mount_dir) == "orphan-container-mount"
     assert set(lk) == {mount_dir}, lk
     kinds = {k for k, _ in metadata_kinds(path)}
     assert {"orphan-buildkit-mount", "buildkit-executor-residue", "stale-mount"} <= kinds, kinds
@@ -250,7 +250,7 @@ def test_buildkit_transient_mount_crash(fresh_engine: EngineFactory, tmp_path: P
     v = verdicts_of(path)
     lk = leaked(v)
     base_chain_dirs = {d for d, r in v.items() if r["mechanism"] == "pinned-by-orphan-mount"}
-    assert lk == {mount_dir: "orphan-buildkit-mount", **{d: "pinned-by-orphan-mount" for d in base_chain_dirs}}
+    assert lk == {mount_dir: "orphan-container-mount", **{d: "pinned-by-orphan-mount" for d in base_chain_dirs}}
     assert len(base_chain_dirs) == 1
 
 

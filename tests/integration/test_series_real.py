@@ -83,7 +83,7 @@ def test_series_while_leaking(fresh_engine: EngineFactory, tmp_path: Path) -> No
     d12 = series.diff(s1, s2, 0)
     leaked12 = dict(zip(d12.newly_leaked.column("layer_id").to_pylist(),
                         d12.newly_leaked.column("new_mechanism").to_pylist(), strict=True))
-    assert list(leaked12.values()) == ["buildkit-orphan"]
+    assert list(leaked12.values()) == ["buildkit-snapshot-without-record"]
     (orphan,) = leaked12
     assert dup_layer in d12.vanished.column("layer_id").to_pylist()
     assert d12.appeared.num_rows == 0
