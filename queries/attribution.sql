@@ -38,12 +38,6 @@ matches AS (
     FROM lf JOIN cf ON cf.path = lf.path
     GROUP BY lf.layer_id, cf.layer_id
 ),
-best AS (
-    SELECT layer_id,
-           arg_max(struct_pack(source_layer, source_snap, paths, matched_bytes, same_content),
-                   (paths, same_content, source_layer)) AS b
-    FROM matches GROUP BY layer_id
-),
 image_layer AS (
     -- which image and layer number a source dir is (via layerdb cache-id -> chain -> position in chain_ids)
     SELECT l.snap, l.cache_id AS layer_id,
@@ -54,6 +48,17 @@ image_layer AS (
     FROM layerdb l JOIN images i ON i.snap = l.snap AND list_contains(i.chain_ids, l.chain_id)
     WHERE NOT l.removing
     GROUP BY l.snap, l.cache_id
+),
+best AS (
+    -- most shared paths, then same content; on a tie prefer an image layer over a build-cache dir, and
+    -- another dir over the leaked dir's own earlier (live) self: "copy of layer 2 of app:1" says more
+    SELECT m.layer_id,
+           arg_max(struct_pack(m.source_layer, m.source_snap, m.paths, m.matched_bytes, m.same_content),
+                   (m.paths, m.same_content, il.label IS NOT NULL, m.source_layer <> m.layer_id,
+                    m.source_layer)) AS b
+    FROM matches m
+    LEFT JOIN image_layer il ON il.snap = m.source_snap AND il.layer_id = m.source_layer
+    GROUP BY m.layer_id
 ),
 final AS (
     SELECT l.snap, l.layer_id, l.bytes, l.mechanism, c.entries,

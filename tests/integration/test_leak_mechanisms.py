@@ -227,8 +227,9 @@ def test_buildkit_transient_mount_crash(fresh_engine: EngineFactory, tmp_path: P
 
     executor = eng.root / "buildkit" / "executor"
 
-    def transient() -> bool:  # mid-RUN: the transient mount is held and the runc bundle exists
-        return mounts.exists() and any(len(n) == 25 for n in os.listdir(mounts)) and executor.exists() and \
+    def transient() -> bool:  # mid-RUN: the transient mount is registered and the runc bundle exists
+        return mounts.exists() and any(len(n) == 25 and (mounts / n / "mount-id").exists()
+                                       for n in os.listdir(mounts)) and executor.exists() and \
             any((executor / n).is_dir() for n in os.listdir(executor))
 
     kill_when(eng, ["build", "--network", "none", "-t", "tm:1", str(ctx)], transient, timeout=90, buildkit=True)
