@@ -377,6 +377,28 @@ def history(
     _table_or_none(h.prefixes.slice(0, 15), "top leaked path prefixes", "table", ("bytes",))
 
 
+@app.command()
+def report(
+    snapshots: Annotated[list[Path], typer.Argument(help="snapshot dirs, or a series dir holding them")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write (replaced atomically)")],
+    grace: GraceOpt = "1h",
+) -> None:
+    """One self-contained HTML page (inline SVG charts, no network): disk use over time by verdict, leaked
+    bytes by mechanism, leak rate and fill forecast, never-reachable dirs, top leaks with evidence and
+    attribution, leaked metadata, duplicates, top path prefixes and `explain` of the biggest leak.
+
+    Examples:
+      snapper report snapshots/myhost -o report.html
+      snapper report SNAP -o /tmp/leaks.html --grace 0
+    """
+    from snapper import verdict
+    from snapper.report import write_report
+
+    grace_s = _run(lambda: verdict.parse_duration(grace))
+    path = _run(lambda: write_report([str(p) for p in snapshots], out, grace_s))
+    print(path)
+
+
 def _bind_args(snapshots: list[Path]) -> Any:
     from snapper.snapshot import find_snapshots
 
