@@ -33,7 +33,7 @@ cf AS (
 ),
 matches AS (
     SELECT lf.layer_id, cf.layer_id AS source_layer, any_value(cf.snap) AS source_snap,
-           count(*) AS paths, sum(lf.size) AS matched_bytes,
+           count(*) AS paths, sum(lf.size)::BIGINT AS matched_bytes,
            count(*) FILTER (WHERE lf.hash IS NOT NULL AND lf.hash = cf.hash) AS same_content
     FROM lf JOIN cf ON cf.path = lf.path
     GROUP BY lf.layer_id, cf.layer_id

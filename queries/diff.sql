@@ -60,7 +60,7 @@ final AS (
            coalesce(c.files_modified, 0) AS files_modified,
            (j.new_verdict = 'leaked' AND coalesce(j.old_verdict, '') <> 'leaked') AS newly_leaked,
            (j.old_verdict = 'leaked' AND coalesce(j.new_verdict, '') <> 'leaked') AS leak_gone,
-           make_timestamp(j.created_ns // 1000)::VARCHAR || 'Z' AS created,
+           strftime(make_timestamp(j.created_ns // 1000), '%Y-%m-%dT%H:%M:%S.%fZ') AS created,
            j.new_evidence, j.new_self_heals
     FROM joined j LEFT JOIN file_changes c ON c.layer_id = j.layer_id
 )

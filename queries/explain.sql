@@ -7,7 +7,8 @@ WITH
 v AS (SELECT * FROM verdicts WHERE snap = getvariable('snap') AND layer_id = getvariable('layer_id')),
 r AS (SELECT * FROM reach WHERE snap = getvariable('snap') AND kind = 'dir' AND node = getvariable('layer_id')),
 verdict_rows AS (
-    SELECT 10 AS ord, 'verdict' AS section,
+    SELECT 9 AS ord, 'dir' AS section, 'overlay2/' || layer_id AS detail FROM v
+    UNION ALL SELECT 10, 'verdict',
            verdict || coalesce(' (' || mechanism || ')', '') || CASE WHEN self_heals THEN ', self-heals' ELSE '' END
                AS detail
     FROM v
@@ -50,12 +51,14 @@ marker_rows AS (
                      CASE WHEN has_merged THEN 'merged/' END, CASE WHEN has_committed THEN 'committed' END,
                      CASE WHEN mounted THEN '(mounted)' END) AS detail
     FROM layers WHERE snap = getvariable('snap') AND (layer_id = getvariable('layer_id'))
-    UNION ALL SELECT 61, 'created', coalesce(make_timestamp(created_ns // 1000)::VARCHAR || 'Z', 'unknown')
+    UNION ALL SELECT 61, 'created',
+        coalesce(strftime(make_timestamp(created_ns // 1000), '%Y-%m-%dT%H:%M:%S.%fZ'), 'unknown')
         || ' (link file mtime, else diff/ mtime)' FROM v
-    UNION ALL SELECT 62, 'last change', make_timestamp(last_change_ns // 1000)::VARCHAR || 'Z' FROM v
+    UNION ALL SELECT 62, 'last change',
+        strftime(make_timestamp(last_change_ns // 1000), '%Y-%m-%dT%H:%M:%S.%fZ') FROM v
     UNION ALL SELECT 63, 'write-set nearby', 'layerdb/tmp/' || w.name || ' mtime '
-        || make_timestamp(w.mtime_ns // 1000)::VARCHAR || 'Z (' || ((w.mtime_ns - v.created_ns) // 1000000000)::VARCHAR
-        || ' s from creation)'
+        || strftime(make_timestamp(w.mtime_ns // 1000), '%Y-%m-%dT%H:%M:%S.%fZ')
+        || ' (' || ((w.mtime_ns - v.created_ns) // 1000000000)::VARCHAR || ' s from creation)'
     FROM write_sets w, v WHERE w.snap = v.snap AND abs(w.mtime_ns - v.created_ns) <= 60 * 1000000000::BIGINT
 ),
 final AS (

@@ -31,10 +31,10 @@ per_dir AS (
 ),
 final AS (
     SELECT layer_id, name_class,
-           make_timestamp(first_seen_ns // 1000)::VARCHAR || 'Z' AS first_seen,
-           make_timestamp(last_seen_ns // 1000)::VARCHAR || 'Z' AS last_seen,
+           strftime(make_timestamp(first_seen_ns // 1000), '%Y-%m-%dT%H:%M:%S.%fZ') AS first_seen,
+           strftime(make_timestamp(last_seen_ns // 1000), '%Y-%m-%dT%H:%M:%S.%fZ') AS last_seen,
            snapshots_present, ever_reachable,
-           make_timestamp(first_leaked_ns // 1000)::VARCHAR || 'Z' AS first_leaked,
+           strftime(make_timestamp(first_leaked_ns // 1000), '%Y-%m-%dT%H:%M:%S.%fZ') AS first_leaked,
            last_verdict, last_mechanism, bytes, files,
            (NOT ever_reachable AND NOT ever_unknown AND unreachable_snapshots = snapshots_present
             AND unreachable_span_ns >= getvariable('grace_seconds') * 1000000000::BIGINT) AS never_reachable,

@@ -25,6 +25,8 @@ fit AS (
 ),
 final AS (
     SELECT snapshots, round(span_hours, 3) AS span_hours,
+           -- a rate from minutes of data is noise: say so instead of hiding it
+           (snapshots >= 3 AND span_hours >= 1) AS reliable,
            round(leaked_per_hour)::BIGINT AS leaked_bytes_per_hour,
            round(leaked_per_hour * 24)::BIGINT AS leaked_bytes_per_day,
            round(fs_used_per_hour)::BIGINT AS fs_used_bytes_per_hour,
@@ -33,8 +35,8 @@ final AS (
            CASE WHEN fs_used_per_hour > 0
                 THEN round((fs_total_last - fs_used_last) / fs_used_per_hour, 1) END AS hours_until_full,
            CASE WHEN fs_used_per_hour > 0
-                THEN (make_timestamp(((last_hours + (fs_total_last - fs_used_last) / fs_used_per_hour) * 3.6e9)::BIGINT)
-                      ::VARCHAR || 'Z') END AS full_at
+                THEN strftime(make_timestamp(((last_hours + (fs_total_last - fs_used_last) / fs_used_per_hour)
+                                               * 3.6e9)::BIGINT), '%Y-%m-%dT%H:%M:%S.%fZ') END AS full_at
     FROM fit
 )
 SELECT * FROM final ORDER BY snapshots;

@@ -6,7 +6,7 @@
 WITH
 final AS (
     SELECT snap, layer_id, bytes, files, mechanism, self_heals,
-           make_timestamp(created_ns // 1000)::VARCHAR || 'Z' AS created,
+           strftime(make_timestamp(created_ns // 1000), '%Y-%m-%dT%H:%M:%S.%fZ') AS created,
            evidence, apparent_bytes, name_class
     FROM verdicts
     WHERE verdict = 'leaked' AND bytes >= getvariable('min_bytes')

@@ -162,7 +162,8 @@ def test_explain_gives_the_chain_of_references(standard: tuple[Standard, dict[st
     assert kept[0].startswith("container ") or kept[0].startswith("image ")
     assert kept[-1].endswith(app.layers[0].dir_id)
     leaked = verdict.explain(str(path), std.layers["leaked"].dir_id, 0).to_pylist()
-    assert leaked[0] == {"section": "verdict", "detail": "leaked (interrupted-layer-create)"}
+    assert leaked[0] == {"section": "dir", "detail": "overlay2/" + std.layers["leaked"].dir_id}
+    assert leaked[1] == {"section": "verdict", "detail": "leaked (interrupted-layer-create)"}
     from snapper.errors import UsageError
 
     with pytest.raises(UsageError):
