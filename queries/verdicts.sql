@@ -21,11 +21,16 @@ facts AS (
         (SELECT count(*) FROM residue r WHERE r.snap = m.snap AND r.kind = 'buildkit_executor') AS executors
     FROM manifest m
 ),
+activity AS (
+    -- the newest change anywhere in the dir: a layer still being extracted keeps getting new inodes deep in
+    -- diff/ (ctime = now even when tar preserved an old mtime), while its top-level timestamps stay old
+    SELECT snap, layer_id, max(greatest(ctime_ns, mtime_ns)) AS last_ns FROM files GROUP BY snap, layer_id
+),
 dirs AS (
     SELECT l.*,
            coalesce(l.link_mtime_ns, l.diff_mtime_ns, l.dir_mtime_ns) AS created_ns,
-           greatest(l.dir_ctime_ns, l.diff_ctime_ns, l.link_ctime_ns, l.dir_mtime_ns) AS last_change_ns
-    FROM layers l
+           greatest(l.dir_ctime_ns, l.diff_ctime_ns, l.link_ctime_ns, l.dir_mtime_ns, a.last_ns) AS last_change_ns
+    FROM layers l LEFT JOIN activity a ON a.snap = l.snap AND a.layer_id = l.layer_id
 ),
 best AS (
     SELECT snap, node, prio, root_kind, root_label, live, path FROM reach WHERE kind = 'dir'

@@ -168,3 +168,24 @@ def test_explain_gives_the_chain_of_references(standard: tuple[Standard, dict[st
 
     with pytest.raises(UsageError):
         verdict.explain(str(path), "nonexistent", 0)
+
+
+def test_extraction_deep_in_an_old_looking_dir_is_in_flight(tmp_path: Path) -> None:
+    """A layer still being extracted: top-level timestamps old, new inodes deep in diff/ -> in-flight."""
+    import os
+    import time
+
+    sr, _img, _ = _simple(tmp_path)
+    pulling = sr.add_layer()
+    deep = pulling.diff / "opt" / "conda" / "lib"
+    deep.mkdir(parents=True)
+    time.sleep(2.2)
+    (deep / "new.py").write_bytes(b"x")
+    newest = os.lstat(deep / "new.py").st_ctime_ns
+    path = snap_of(sr.root, tmp_path)
+    m = json.loads((path / "manifest.json").read_text())
+    m["daemon"]["running"] = True
+    m["started_ns"] = newest + 1_000_000_000  # collected 1 s after the newest file, 3 s after the top level
+    (path / "manifest.json").write_text(json.dumps(m))
+    assert by_layer(path, grace_s=2)[pulling.dir_id]["verdict"] == "in-flight"
+    assert by_layer(path, grace_s=0)[pulling.dir_id]["verdict"] == "leaked"
