@@ -74,12 +74,38 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
+def _mkdirs_private(path: Path) -> None:
+    """``mkdir -p`` where every dir created is 0700. (``Path.mkdir(parents=True, mode=...)`` gives the missing
+    parents the umask default: 0777 under umask 0, a world-writable dir in which others could swap the
+    host dir for a symlink of theirs before the next collect.) Existing dirs are left as they are."""
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(d, 0o700)
+
+
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def rows_to_batch(table: Table, rows: list[dict[str, Any]]) -> pa.RecordBatch:
+    """Reader rows (dicts keyed by column name; missing keys are null) -> one record batch of ``table``.
+    Strict: a str Arrow cannot encode or an int out of the column's range raises, so readers must clean
+    their values (see ``snapper.metadata.clean_text`` and ``int64``)."""
+    cols = {name: [r.get(name) for r in rows] for name in table.column_names}
+    arrays = []
+    for f in table.schema:
+        arr = pa.array(cols[f.name], f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+        arrays.append(arr.dictionary_encode() if pa.types.is_dictionary(f.type) else arr)
+    return pa.RecordBatch.from_arrays(arrays, schema=table.schema)
 
 
 class SnapshotWriter:
@@ -90,7 +116,7 @@ class SnapshotWriter:
         if out.exists() or out.is_symlink():
             raise OutputError(str(out), "already exists", "choose a new --out path; snapshots are never overwritten")
         try:
-            out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _mkdirs_private(out.parent)
             self.removed_partials = clean_stale_partials(out.parent)
             self.tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
             os.mkdir(self.tmp, 0o700)
@@ -141,12 +167,7 @@ class SnapshotWriter:
         self.rows[table.name] += sum(b.num_rows for b in batches)
 
     def write_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        cols = {name: [r.get(name) for r in rows] for name in table.column_names}
-        arrays = []
-        for f in table.schema:
-            arr = pa.array(cols[f.name], f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
-            arrays.append(arr.dictionary_encode() if pa.types.is_dictionary(f.type) else arr)
-        self.write_batch(table, pa.RecordBatch.from_arrays(arrays, schema=table.schema))
+        self.write_batch(table, rows_to_batch(table, rows))
 
     def finish(self, manifest: dict[str, Any]) -> Path:
         try:
@@ -197,6 +218,28 @@ class Snapshot:
         return self.path / f"{name}.parquet"
 
 
+def _plain(t: pa.DataType) -> pa.DataType:
+    """Dictionary-encoded columns compare as their value type; lists by their item type."""
+    if pa.types.is_dictionary(t):
+        return _plain(t.value_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(_plain(t.value_type))
+    return t
+
+
+def _schema_problem(table: Table, found: pa.Schema) -> str | None:
+    """Why a Parquet file's schema cannot serve as ``table`` (None when every column is there with its type).
+    Without this check a foreign or damaged file only fails later, inside a DuckDB query."""
+    for f in table.schema:
+        i = found.get_field_index(f.name)
+        if i < 0:
+            return f"no column {f.name}"
+        got = found.field(i).type
+        if _plain(got) != _plain(f.type):
+            return f"column {f.name} is {got}, expected {f.type}"
+    return None
+
+
 def open_snapshot(path: str | Path) -> Snapshot:
     """Validate a snapshot dir: manifest, schema version, and every table's footer and row count."""
     p = Path(path)
@@ -222,12 +265,17 @@ def open_snapshot(path: str | Path) -> Snapshot:
     for t in TABLES:
         tp = p / f"{t.name}.parquet"
         try:
-            meta = pq.ParquetFile(tp).metadata
+            pf = pq.ParquetFile(tp)
+            meta, file_schema = pf.metadata, pf.schema_arrow
         except FileNotFoundError as e:
             raise SnapshotError(str(tp), "table file missing", "collect the snapshot again") from e
         except (OSError, pa.ArrowException) as e:
             raise SnapshotError(str(tp), f"corrupt Parquet file ({str(e).splitlines()[0][:120]})",
                                 "collect the snapshot again") from e
+        problem = _schema_problem(t, file_schema)
+        if problem:
+            raise SnapshotError(str(tp), f"not the {t.name} table of schema version {SCHEMA_VERSION} ({problem})",
+                                "collect the snapshot again")
         if rows.get(t.name) is not None and meta.num_rows != rows[t.name]:
             raise SnapshotError(str(tp), f"{meta.num_rows} rows but the manifest says {rows[t.name]}",
                                 "collect the snapshot again")

@@ -11,7 +11,7 @@ import socket
 from typing import Any
 from urllib.parse import quote
 
-from snapper.metadata import Rows
+from snapper.metadata import Rows, clean_text, int64, text_or_none
 from snapper.walk import error_row
 
 TIMEOUT = 30.0
@@ -35,6 +35,9 @@ class EngineAPI:
         self.timeout = timeout
 
     def get(self, path: str) -> Any:
+        """The decoded JSON answer. Raises OSError (no answer, a cut or malformed HTTP answer, a status other
+        than 200) or ValueError (not JSON): a daemon killed mid-answer gives http.client.IncompleteRead, which
+        is no OSError, and collect only expects these two."""
         conn = _UnixConnection(self.sock_path, self.timeout)
         try:
             conn.request("GET", path, headers={"Host": "docker"})
@@ -42,13 +45,31 @@ class EngineAPI:
             body = resp.read()
             if resp.status != 200:
                 raise OSError(0, f"HTTP {resp.status} for GET {path}")
-            return json.loads(body)
+        except http.client.HTTPException as e:
+            raise OSError(0, f"GET {path}: bad or cut HTTP answer ({type(e).__name__}: {str(e)[:80]})") from e
         finally:
             conn.close()
+        try:
+            return json.loads(body)
+        except RecursionError as e:
+            raise ValueError(f"GET {path}: JSON nested too deeply") from e
+
+
+def _obj(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _objs(v: Any) -> list[dict[str, Any]]:
+    """The dicts of a JSON list (anything else in an answer is ignored: the API is a cross-check)."""
+    return [x for x in v if isinstance(x, dict)] if isinstance(v, list) else []
+
+
+def _strs(v: Any) -> list[str]:
+    return [clean_text(x) for x in v if isinstance(x, str)] if isinstance(v, list) else []
 
 
 def _dir_of(path: str | None, overlay_dir: str) -> str | None:
-    if not path:
+    if not path or not isinstance(path, str):
         return None
     prefix = overlay_dir.rstrip("/") + "/"
     if path.startswith(prefix):
@@ -57,87 +78,99 @@ def _dir_of(path: str | None, overlay_dir: str) -> str | None:
 
 
 def _lowers(lower: str | None, overlay_dir: str) -> list[str]:
-    if not lower:
+    if not lower or not isinstance(lower, str):
         return []
     return [d for d in (_dir_of(p, overlay_dir) for p in lower.split(":")) if d]
 
 
 def _int(v: Any) -> int | None:
-    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    if isinstance(v, float) and v == v and abs(v) < 2.0**63:  # not NaN, not out of range
+        v = int(v)
+    return int64(v)
 
 
 def collect_api(sock_path: str, data_root: str) -> tuple[dict[str, Rows], dict[str, Any], Rows]:
     """api_* tables, engine facts ({version, data root}) and errors. Raises OSError if the socket is dead."""
     api = EngineAPI(sock_path)
-    version = api.get("/version")
-    info = api.get("/info")
-    facts = {"engine_version": version.get("Version"), "api_version": version.get("ApiVersion"),
-             "docker_root_dir": info.get("DockerRootDir"), "driver": info.get("Driver"), "socket": sock_path}
+    version = _obj(api.get("/version"))
+    info = _obj(api.get("/info"))
+    facts = {"engine_version": text_or_none(version.get("Version")),
+             "api_version": text_or_none(version.get("ApiVersion")),
+             "docker_root_dir": text_or_none(info.get("DockerRootDir")), "driver": text_or_none(info.get("Driver")),
+             "socket": sock_path}
     errors: Rows = []
     tables: dict[str, Rows] = {"api_images": [], "api_containers": [], "api_build_cache": [], "api_df": []}
     if info.get("DockerRootDir") != data_root:
         errors.append(error_row("api", sock_path, "request", None,
-                                f"daemon on this socket uses data root {info.get('DockerRootDir')}, not {data_root}"))
+                                f"daemon on this socket uses data root {facts['docker_root_dir']}, not {data_root}"))
         return tables, facts, errors
     overlay_dir = data_root.rstrip("/") + "/overlay2"
-    for img in api.get("/images/json?all=1"):
-        iid = img.get("Id")
+    for img in _objs(api.get("/images/json?all=1")):
+        iid = text_or_none(img.get("Id"))
+        if iid is None:
+            continue
         try:
-            det = api.get(f"/images/{quote(iid, safe='')}/json")
+            det = _obj(api.get(f"/images/{quote(iid, safe='')}/json"))
         except (OSError, ValueError) as e:
             errors.append(error_row("api", f"image {iid}", "request", e))
             det = {}
-        gd = det.get("GraphDriver") or {}
-        data = gd.get("Data") or {}
+        gd = _obj(det.get("GraphDriver"))
+        data = {k: text_or_none(v) for k, v in _obj(gd.get("Data")).items()}
         tables["api_images"].append({
-            "image_id": iid, "tags": img.get("RepoTags") or [], "size": _int(img.get("Size")),
-            "graph_driver": gd.get("Name"), "upper_dir": data.get("UpperDir"), "lower_dir": data.get("LowerDir"),
+            "image_id": iid, "tags": _strs(img.get("RepoTags")), "size": _int(img.get("Size")),
+            "graph_driver": text_or_none(gd.get("Name")), "upper_dir": data.get("UpperDir"),
+            "lower_dir": data.get("LowerDir"),
             "top_layer_id": _dir_of(data.get("UpperDir"), overlay_dir),
             "lower_layer_ids": _lowers(data.get("LowerDir"), overlay_dir),
         })
-    for c in api.get("/containers/json?all=1"):
-        cid = c.get("Id")
+    for c in _objs(api.get("/containers/json?all=1")):
+        cid = text_or_none(c.get("Id"))
+        if cid is None:
+            continue
         try:
-            det = api.get(f"/containers/{quote(cid, safe='')}/json")
+            det = _obj(api.get(f"/containers/{quote(cid, safe='')}/json"))
         except (OSError, ValueError) as e:
             errors.append(error_row("api", f"container {cid}", "request", e))
             det = {}
-        gd = det.get("GraphDriver") or {}
-        data = gd.get("Data") or {}
+        gd = _obj(det.get("GraphDriver"))
+        data = {k: text_or_none(v) for k, v in _obj(gd.get("Data")).items()}
         lowers = _lowers(data.get("LowerDir"), overlay_dir)
         tables["api_containers"].append({
-            "container_id": cid, "name": (det.get("Name") or "").lstrip("/") or None,
-            "image_id": det.get("Image") or c.get("ImageID"), "state": (det.get("State") or {}).get("Status"),
+            "container_id": cid, "name": (text_or_none(det.get("Name")) or "").lstrip("/") or None,
+            "image_id": text_or_none(det.get("Image")) or text_or_none(c.get("ImageID")),
+            "state": text_or_none(_obj(det.get("State")).get("Status")),
             "upper_dir": data.get("UpperDir"), "lower_dir": data.get("LowerDir"),
             "mount_layer_id": _dir_of(data.get("UpperDir"), overlay_dir),
             "init_layer_id": lowers[0] if lowers and lowers[0].endswith("-init") else None,
             "size_rw": None,
         })
-    df = api.get("/system/df")
+    df = _obj(api.get("/system/df"))
     tables["api_df"] = _df_rows(df)
-    sizes = {c.get("Id"): _int(c.get("SizeRw")) for c in df.get("Containers") or []}
+    sizes = {c.get("Id"): _int(c.get("SizeRw")) for c in _objs(df.get("Containers")) if isinstance(c.get("Id"), str)}
     for row in tables["api_containers"]:
         row["size_rw"] = sizes.get(row["container_id"])
-    for b in df.get("BuildCache") or []:
-        parents = b.get("Parents") or ([b["Parent"]] if b.get("Parent") else [])
+    for b in _objs(df.get("BuildCache")):
+        parents = _strs(b.get("Parents")) or _strs([b.get("Parent")])
         tables["api_build_cache"].append({
-            "id": b.get("ID"), "type": b.get("Type"), "description": b.get("Description"),
+            "id": text_or_none(b.get("ID")), "type": text_or_none(b.get("Type")),
+            "description": text_or_none(b.get("Description")),
             "size": _int(b.get("Size")), "in_use": bool(b.get("InUse")), "shared": bool(b.get("Shared")),
-            "created_at": b.get("CreatedAt"), "last_used_at": b.get("LastUsedAt"), "parents": parents,
+            "created_at": text_or_none(b.get("CreatedAt")), "last_used_at": text_or_none(b.get("LastUsedAt")),
+            "parents": parents,
         })
     return tables, facts, errors
 
 
 def _df_rows(df: dict[str, Any]) -> Rows:
     """`docker system df` figures computed as the CLI (<= 28) does from the same response."""
-    images = df.get("Images") or []
-    containers = df.get("Containers") or []
-    volumes = df.get("Volumes") or []
-    cache = df.get("BuildCache") or []
+    images = _objs(df.get("Images"))
+    containers = _objs(df.get("Containers"))
+    volumes = _objs(df.get("Volumes"))
+    cache = _objs(df.get("BuildCache"))
     img_unused = sum(_int(i.get("Size")) or 0 for i in images if not i.get("Containers"))
-    vol_size = [(_int((v.get("UsageData") or {}).get("Size")) or 0, (v.get("UsageData") or {}).get("RefCount"))
+    vol_size = [(_int(_obj(v.get("UsageData")).get("Size")) or 0, _obj(v.get("UsageData")).get("RefCount"))
                 for v in volumes]
-    return [
+    rows: Rows = [
         {"kind": "images", "total_count": len(images), "active": sum(1 for i in images if i.get("Containers")),
          "size": _int(df.get("LayersSize")) or 0, "reclaimable": img_unused},
         {"kind": "containers", "total_count": len(containers),
@@ -150,3 +183,6 @@ def _df_rows(df: dict[str, Any]) -> Rows:
          "size": sum(_int(b.get("Size")) or 0 for b in cache if not b.get("Shared")),
          "reclaimable": sum(_int(b.get("Size")) or 0 for b in cache if not b.get("InUse") and not b.get("Shared"))},
     ]
+    for r in rows:  # sums of 64-bit figures can leave the 64-bit range
+        r["size"], r["reclaimable"] = int64(r["size"]), int64(r["reclaimable"])
+    return rows

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from snapper.bbolt import BoltDB, BoltError, Bucket, read_consistent
-from snapper.metadata import Rows
+from snapper.metadata import Rows, clean_text, int64
 from snapper.walk import error_row
 
 RECORD_DBS = ("buildkit/metadata_v2.db", "buildkit/containerd-overlayfs/metadata_v2.db")
@@ -43,17 +43,17 @@ def _value(raw: bytes) -> Any:
         return None
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return doc.get("value") if isinstance(doc, dict) else None
 
 
 def _str(v: Any) -> str | None:
-    return v if isinstance(v, str) and v else None
+    return clean_text(v) if isinstance(v, str) and v else None
 
 
 def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+    return int64(v)
 
 
 def read_records(root: Path) -> tuple[Rows, Rows]:
@@ -123,7 +123,7 @@ def read_snapshot_keys(root: Path) -> tuple[Rows, Rows]:
                 "committed": text(b"committed"),
                 "is_committed": b"iscommitted" in vals,
                 "chain_id": text(b"chainid"),
-                "size": int(size) if size and size.isdigit() else None,
+                "size": int64(int(size)) if size and size.isascii() and size.isdigit() and len(size) < 30 else None,
             })
     except BoltError as e:
         errors.append(error_row("buildkit_snapshots", rel, "parse", e, str(e)))
@@ -181,8 +181,8 @@ def read_residue(root: Path, active_driver: str | None) -> tuple[Rows, Rows]:
             errors.append(error_row("residue", rel, "lstat", e))
             return
         files, nbytes = tree_size(str(p)) if type_char(st.st_mode) == "d" else (1, st.st_size)
-        rows.append({"kind": kind, "path": rel, "entry_type": type_char(st.st_mode), "mtime_ns": st.st_mtime_ns,
-                     "files": files, "bytes": nbytes})
+        rows.append({"kind": kind, "path": clean_text(rel), "entry_type": type_char(st.st_mode),
+                     "mtime_ns": st.st_mtime_ns, "files": files, "bytes": nbytes})
 
     for base, kind in (("buildkit/executor", "buildkit_executor"),
                        ("buildkit/containerd-overlayfs/executor", "buildkit_executor")):
@@ -197,6 +197,11 @@ def read_residue(root: Path, active_driver: str | None) -> tuple[Rows, Rows]:
         if drv != active_driver and (root / drv).is_dir():
             add("dormant_driver_tree", drv)
     for extra in ("tmp", "tmp-old"):
-        if (root / extra).is_dir() and any(True for _ in os.scandir(root / extra)):
+        try:
+            with os.scandir(root / extra) as it:
+                nonempty = any(True for _ in it)
+        except OSError:  # absent or not a directory: nothing to report
+            continue
+        if nonempty and not (root / extra).is_symlink():
             add("daemon_tmp", extra)
     return rows, errors

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from snapper.bbolt import BoltError, Bucket
-from snapper.metadata import Rows
+from snapper.metadata import Rows, clean_text, int64
 from snapper.metadata.buildkit import open_bolt
 from snapper.walk import error_row
 
@@ -63,7 +63,7 @@ def read_snapshotter(root: Path, containerd_store: bool) -> tuple[Rows, Rows]:
                     if not isinstance(b, Bucket):
                         continue
                     raw_id = b.get(b"id")
-                    sid = uvarint(raw_id) if isinstance(raw_id, bytes) else None
+                    sid = int64(uvarint(raw_id)) if isinstance(raw_id, bytes) else None
                     raw_kind = b.get(b"kind")
                     kind = KINDS.get(raw_kind[0], "unknown") if isinstance(raw_kind, bytes) and raw_kind else None
                     parent = b.get(b"parent")
@@ -85,14 +85,17 @@ def read_snapshotter(root: Path, containerd_store: bool) -> tuple[Rows, Rows]:
         except OSError:
             names = []
         for n in names:
-            found = records.get(int(n)) if n.isdigit() else None
+            # isdigit() is also true for "\u00b2" and other non-ASCII digits that int() refuses or reads
+            num = int64(int(n)) if n.isascii() and n.isdigit() and len(n) < 30 else None
+            found = records.get(num) if num is not None else None
+            shown = clean_text(n)
             if found is not None:
-                found["dir"] = f"{label}/{SNAPSHOTTER}/snapshots/{n}"
+                found["dir"] = f"{label}/{SNAPSHOTTER}/snapshots/{shown}"
                 found["dir_exists"] = True
             else:
                 rows.append({"store": label, "backend_key": None, "namespace": None, "key": None,
-                             "snapshot_id": int(n) if n.isdigit() else None, "kind": None, "parent_key": None,
-                             "dir": f"{label}/{SNAPSHOTTER}/snapshots/{n}", "dir_exists": True})
+                             "snapshot_id": num, "kind": None, "parent_key": None,
+                             "dir": f"{label}/{SNAPSHOTTER}/snapshots/{shown}", "dir_exists": True})
     return rows, errors
 
 

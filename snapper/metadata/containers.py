@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from snapper.metadata import Rows
+from snapper.metadata import Rows, clean_text, text_or_none
 from snapper.metadata.files import read_bytes
 from snapper.walk import error_row
 
@@ -45,13 +45,14 @@ def read_containers(root: Path) -> tuple[Rows, Rows]:
     except OSError as e:
         return rows, [error_row("containers", "containers", "scandir", e)]
     for entry in entries:
-        obj = f"containers/{entry.name}/config.v2.json"
-        row: dict[str, Any] = {"container_id": entry.name, "name": None, "image": None, "driver": None,
+        cid = clean_text(entry.name)
+        obj = f"containers/{cid}/config.v2.json"
+        row: dict[str, Any] = {"container_id": cid, "name": None, "image": None, "driver": None,
                                "state": None, "running": None, "dead": None, "removal_in_progress": None,
                                "created": None, "config_present": False, "mtime_ns": None, "problem": None}
         if not entry.is_dir(follow_symlinks=False):
             row["problem"] = "not a directory"
-            errors.append(error_row("containers", f"containers/{entry.name}", "parse", None, row["problem"]))
+            errors.append(error_row("containers", f"containers/{cid}", "parse", None, row["problem"]))
             rows.append(row)
             continue
         path = Path(entry.path) / "config.v2.json"
@@ -79,14 +80,14 @@ def read_containers(root: Path) -> tuple[Rows, Rows]:
             st: dict[str, Any] = st_raw if isinstance(st_raw, dict) else {}
             name = cfg.get("Name")
             row.update({
-                "name": name.lstrip("/") if isinstance(name, str) else None,
-                "image": cfg.get("Image") if isinstance(cfg.get("Image"), str) else None,
-                "driver": cfg.get("Driver") if isinstance(cfg.get("Driver"), str) else None,
+                "name": clean_text(name.lstrip("/")) if isinstance(name, str) else None,
+                "image": text_or_none(cfg.get("Image")),
+                "driver": text_or_none(cfg.get("Driver")),
                 "state": _state(st),
                 "running": bool(st.get("Running")),
                 "dead": bool(st.get("Dead")),
                 "removal_in_progress": bool(st.get("RemovalInProgress")),
-                "created": cfg.get("Created") if isinstance(cfg.get("Created"), str) else None,
+                "created": text_or_none(cfg.get("Created")),
             })
             if cfg.get("ID") not in (None, entry.name):
                 row["problem"] = "ID in config.v2.json differs from the directory name"
@@ -94,5 +95,8 @@ def read_containers(root: Path) -> tuple[Rows, Rows]:
         except (ValueError, UnicodeDecodeError) as e:
             row["problem"] = f"corrupt config.v2.json: {e}"
             errors.append(error_row("containers", obj, "parse", e, row["problem"]))
+        except RecursionError:  # json.loads recurses per nesting level
+            row["problem"] = "corrupt config.v2.json: JSON nested too deeply"
+            errors.append(error_row("containers", obj, "parse", None, row["problem"]))
         rows.append(row)
     return rows, errors

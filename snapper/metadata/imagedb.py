@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from snapper.metadata import Rows
+from snapper.metadata import Rows, clean_text, text_or_none
 from snapper.metadata.files import read_bytes, read_optional
 from snapper.metadata.layerdb import DIGEST, HEX64, chain_ids
 from snapper.walk import error_row
@@ -31,6 +31,8 @@ def read_tags(image_dir: Path, rel: str) -> tuple[Rows, Rows]:
         return [], [error_row("tags", obj, "read", e)]
     except (ValueError, UnicodeDecodeError) as e:
         return [], [error_row("tags", obj, "parse", e, f"not valid JSON: {e}")]
+    except RecursionError:  # json.loads recurses per nesting level: "[[[[..." deeper than the stack
+        return [], [error_row("tags", obj, "parse", None, "not valid JSON: nested too deeply")]
     repos = data.get("Repositories") if isinstance(data, dict) else None
     if not isinstance(repos, dict):
         return [], [error_row("tags", obj, "parse", None, "no Repositories object")]
@@ -42,7 +44,7 @@ def read_tags(image_dir: Path, rel: str) -> tuple[Rows, Rows]:
             continue
         for ref, image_id in sorted(refs.items()):
             if isinstance(image_id, str):
-                rows.append({"repository": str(repo), "ref": str(ref), "image_id": image_id})
+                rows.append({"repository": clean_text(repo), "ref": clean_text(ref), "image_id": clean_text(image_id)})
             else:
                 errors.append(error_row("tags", obj, "parse", None, f"reference {ref!r} has no image id"))
     return rows, errors
@@ -79,8 +81,7 @@ def _image_row(path: Path, name: str, tags: dict[str, list[str]], image_dir: Pat
             diff_ids = []
         if not isinstance(diff_ids, list) or not all(isinstance(d, str) and DIGEST.match(d) for d in diff_ids):
             raise ValueError("rootfs.diff_ids is not a list of sha256 digests")
-        created = cfg.get("created")
-        row["created"] = created if isinstance(created, str) else None
+        row["created"] = text_or_none(cfg.get("created"))
         row["diff_ids"] = diff_ids
         chains = chain_ids(diff_ids)
         row["chain_ids"] = chains
@@ -88,6 +89,9 @@ def _image_row(path: Path, name: str, tags: dict[str, list[str]], image_dir: Pat
     except (ValueError, UnicodeDecodeError) as e:
         row["problem"] = f"corrupt config: {e}"
         errors.append(error_row("images", obj, "parse", e, row["problem"]))
+    except RecursionError:
+        row["problem"] = "corrupt config: JSON nested too deeply"
+        errors.append(error_row("images", obj, "parse", None, row["problem"]))
     if row["digest_ok"] is False and row["problem"] is None:
         row["problem"] = "sha256 of the config does not match its name"
         errors.append(error_row("images", obj, "parse", None, row["problem"]))
@@ -110,7 +114,7 @@ def read_images(image_dir: Path, rel: str, tag_rows: Rows) -> tuple[Rows, Rows]:
         return rows, [error_row("images", f"{rel}/imagedb/content/sha256", "scandir", e)]
     for name in names:
         if not HEX64.match(name):
-            errors.append(error_row("images", f"{rel}/imagedb/content/sha256/{name}", "parse", None,
+            errors.append(error_row("images", f"{rel}/imagedb/content/sha256/{clean_text(name)}", "parse", None,
                                     "name is not an image id"))
             continue
         rows.append(_image_row(base / name, name, tags, image_dir, rel, errors))

@@ -15,14 +15,16 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from snapper.metadata import Rows
+from snapper.metadata import Rows, clean_text, int64
 from snapper.metadata.files import read_optional
 from snapper.walk import error_row, type_char
 
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
-BUILDKIT_ID = re.compile(r"^[0-9a-z]{25}$")
-REMOVING = re.compile(r"^([0-9a-f]{64})-([0-9a-z]+)-removing$")
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# \Z, not $: "$" also matches before a trailing newline, and a name or file may end in one.
+HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+BUILDKIT_ID = re.compile(r"^[0-9a-z]{25}\Z")
+REMOVING = re.compile(r"^([0-9a-f]{64})-([0-9a-z]+)-removing\Z")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+_DECIMAL = re.compile(r"^-?[0-9]+\Z")
 
 
 def name_class(name: str) -> str:
@@ -59,8 +61,9 @@ def read_chains(image_dir: Path, rel: str) -> tuple[Rows, Rows]:
     errors: Rows = []
     base = image_dir / "layerdb" / "sha256"
     for entry in _scandir(base, "layerdb", f"{rel}/layerdb/sha256", errors):
-        obj = f"{rel}/layerdb/sha256/{entry.name}"
-        row: dict[str, Any] = {"dir_name": entry.name, "chain_id": None, "diff_id": None, "parent": None,
+        name = clean_text(entry.name)
+        obj = f"{rel}/layerdb/sha256/{name}"
+        row: dict[str, Any] = {"dir_name": name, "chain_id": None, "diff_id": None, "parent": None,
                                "cache_id": None, "size": None, "removing": False, "has_tar_split": False,
                                "mtime_ns": _mtime(entry), "problem": None}
         problems: list[str] = []
@@ -83,10 +86,9 @@ def read_chains(image_dir: Path, rel: str) -> tuple[Rows, Rows]:
             row["parent"] = read_optional(d / "parent") or None
             size = read_optional(d / "size")
             if size is not None:
-                try:
-                    row["size"] = int(size)
-                except ValueError:
-                    problems.append(f"size is not a number: {size[:40]!r}")
+                row["size"] = int64(int(size)) if _DECIMAL.match(size) and len(size) < 30 else None
+                if row["size"] is None:
+                    problems.append(f"size is not a number (64-bit decimal): {size[:40]!r}")
             row["has_tar_split"] = os.path.lexists(d / "tar-split.json.gz")
         except OSError as e:
             errors.append(error_row("layerdb", obj, "read", e))
@@ -110,9 +112,10 @@ def read_mounts(image_dir: Path, rel: str) -> tuple[Rows, Rows]:
     errors: Rows = []
     base = image_dir / "layerdb" / "mounts"
     for entry in _scandir(base, "mounts", f"{rel}/layerdb/mounts", errors):
-        obj = f"{rel}/layerdb/mounts/{entry.name}"
-        cls = name_class(entry.name)
-        row: dict[str, Any] = {"name": entry.name, "name_class": cls if cls != "hex64-init" else "other",
+        name = clean_text(entry.name)
+        obj = f"{rel}/layerdb/mounts/{name}"
+        cls = name_class(name)
+        row: dict[str, Any] = {"name": name, "name_class": cls if cls != "hex64-init" else "other",
                                "mount_id": None, "init_id": None, "parent": None, "mtime_ns": _mtime(entry),
                                "problem": None}
         if not entry.is_dir(follow_symlinks=False):
@@ -160,10 +163,10 @@ def read_write_sets(image_dir: Path, rel: str) -> tuple[Rows, Rows]:
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as e:
-            errors.append(error_row("write_sets", f"{rel}/layerdb/tmp/{entry.name}", "lstat", e))
+            errors.append(error_row("write_sets", f"{rel}/layerdb/tmp/{clean_text(entry.name)}", "lstat", e))
             continue
         files, size = tree_size(entry.path) if stat.S_ISDIR(st.st_mode) else (0, st.st_size)
-        rows.append({"name": entry.name, "entry_type": type_char(st.st_mode), "files": files, "bytes": size,
+        rows.append({"name": clean_text(entry.name), "entry_type": type_char(st.st_mode), "files": files, "bytes": size,
                      "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns})
     return rows, errors
 

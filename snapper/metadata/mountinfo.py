@@ -7,10 +7,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from snapper.metadata import Rows
+from snapper.metadata import Rows, int64
 from snapper.walk import error_row
 
-_ESCAPE = re.compile(rb"\\([0-7]{3})")
+_ESCAPE = re.compile(rb"\\([0-3][0-7]{2})")  # one byte: \000..\377
+_ID = re.compile(rb"^[0-9]+\Z")
 
 
 def unescape(field: bytes) -> bytes:
@@ -31,9 +32,10 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
     for opt in super_opts.split(b","):
         if opt.startswith(b"upperdir="):
             upper = unescape(opt[len(b"upperdir="):]).decode("utf-8", "backslashreplace")
-    try:
-        mid, pid = int(parts[0]), int(parts[1])
-    except ValueError:
+    if not (_ID.match(parts[0]) and _ID.match(parts[1])):
+        return None
+    mid, pid = int64(int(parts[0][:20])), int64(int(parts[1][:20]))
+    if mid is None or pid is None:
         return None
     return {
         "mount_id": mid,
