@@ -7,8 +7,21 @@
 WITH
 o AS (SELECT * FROM verdicts WHERE snap = getvariable('old_snap')),
 n AS (SELECT * FROM verdicts WHERE snap = getvariable('new_snap')),
+-- per-dir fingerprint of the stat data (and content hashes where collected): only dirs whose fingerprint
+-- differs are compared file by file, so an unchanged 1M-file store costs two scans, not a join
+fp_o AS (
+    SELECT layer_id, count(*) AS n,
+           sum(hash(path, path_raw, type, size, mtime_ns, ctime_ns, mode, inode, link_target, hash)) AS h
+    FROM files WHERE snap = getvariable('old_snap') GROUP BY layer_id
+),
+fp_n AS (
+    SELECT layer_id, count(*) AS n,
+           sum(hash(path, path_raw, type, size, mtime_ns, ctime_ns, mode, inode, link_target, hash)) AS h
+    FROM files WHERE snap = getvariable('new_snap') GROUP BY layer_id
+),
 both_dirs AS (
-    SELECT layer_id FROM o INTERSECT SELECT layer_id FROM n
+    SELECT fp_o.layer_id FROM fp_o JOIN fp_n ON fp_n.layer_id = fp_o.layer_id
+    WHERE fp_o.n <> fp_n.n OR fp_o.h <> fp_n.h
 ),
 fo AS (
     SELECT f.* FROM files f SEMI JOIN both_dirs b ON b.layer_id = f.layer_id
