@@ -29,16 +29,16 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from snapper import catalog, series  # noqa: E402
-from snapper.schema import FILES, IMAGES, LAYERDB, LAYERS, TABLES  # noqa: E402
-from snapper.snapshot import SnapshotWriter, connect, find_snapshots  # noqa: E402
+from snapper import catalog, series
+from snapper.schema import FILES, IMAGES, LAYERDB, LAYERS, TABLES
+from snapper.snapshot import SnapshotWriter, connect, find_snapshots
 
 PKGS = ["numpy", "scipy", "sklearn", "pandas", "torch", "matplotlib", "requests", "urllib3", "yaml", "jinja2"]
 HOUR_NS = 3600 * 10**9
 
 
 def _hex(rng: random.Random) -> str:
-    return "%064x" % rng.getrandbits(256)
+    return f"{rng.getrandbits(256):064x}"
 
 
 def layer_files(layer: str, n: int, seed: int, t_ns: int) -> pa.RecordBatch:

@@ -109,25 +109,35 @@ def collect(
     out: Annotated[str | None, typer.Option(help="snapshot dir to create (must not exist); default "
                                             "snapshots/<host>/<UTC time>")] = None,
     hash: Annotated[str, typer.Option("--hash", help="content hashes: none | partial | full")] = "none",
-    jobs: Annotated[int, typer.Option(help="parallel walkers (0 = choose)")] = 0,
+    jobs: Annotated[int, typer.Option(help="parallel walk processes (0 = 2 per core, at most 6)")] = 0,
     no_api: Annotated[bool, typer.Option("--no-api", help="do not ask the engine API")] = False,
     socket: Annotated[str | None, typer.Option(help="engine API socket (default: from the dockerd "
                                                "command line)")] = None,
     series: Annotated[str, typer.Option(help="where default snapshot paths go")] = "snapshots",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no summary")] = False,
+    base: Annotated[str | None, typer.Option(help="reuse unchanged committed layers from this snapshot "
+                                             "(default: the newest earlier one of the data root in "
+                                             "SERIES/<host>)")] = None,
+    no_base: Annotated[bool, typer.Option("--no-base", help="walk every layer dir")] = False,
+    no_nice: Annotated[bool, typer.Option("--no-nice", help="run at normal CPU and I/O priority "
+                                          "(default: nice 19, idle I/O class)")] = False,
 ) -> None:
     """Snapshot every file under overlay2/ plus Docker's metadata into Parquet (read-only).
 
     Examples:
       sudo snapper collect
       sudo snapper collect --root /srv/docker --out /var/tmp/snap1 --hash partial
+      sudo snapper collect --no-base --no-nice      (a full walk at normal priority)
     """
+    # Arrow's C++ default pool (mimalloc) keeps freed pages per thread: malloc gives them back. Read once,
+    # when pyarrow first allocates, so it must be set before snapper.collect imports pyarrow.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     from snapper.collect import CollectOptions
     from snapper.collect import collect as do_collect
     from snapper.render import human_bytes
 
     opts = CollectOptions(root=root, out=out, hash_mode=hash, jobs=jobs, api=not no_api, socket=socket,
-                          series_dir=series)
+                          series_dir=series, base=base, use_base=not no_base, nice=not no_nice)
     prog = _RichProgress() if (sys.stderr.isatty() and not quiet) else None
     try:
         res = _run(lambda: do_collect(opts, prog))
