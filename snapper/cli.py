@@ -28,6 +28,8 @@ _STATE: dict[str, bool] = {"debug": False}
 T = TypeVar("T")
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | json | csv")]
+GraceOpt = Annotated[str, typer.Option("--grace", help="dirs younger than this are in-flight while the daemon "
+                                       "runs (e.g. 0, 15m, 1h)")]
 
 
 def _fail(e: SnapperError) -> None:
@@ -121,6 +123,9 @@ def collect(
     no_base: Annotated[bool, typer.Option("--no-base", help="walk every layer dir")] = False,
     no_nice: Annotated[bool, typer.Option("--no-nice", help="run at normal CPU and I/O priority "
                                           "(default: nice 19, idle I/O class)")] = False,
+    metrics: Annotated[Path | None, typer.Option("--metrics", help="also write Prometheus textfile metrics "
+                                                 "of the new snapshot to this file (atomically)")] = None,
+    grace: GraceOpt = "1h",
 ) -> None:
     """Snapshot every file under overlay2/ plus Docker's metadata into Parquet (read-only).
 
@@ -128,6 +133,7 @@ def collect(
       sudo snapper collect
       sudo snapper collect --root /srv/docker --out /var/tmp/snap1 --hash partial
       sudo snapper collect --no-base --no-nice      (a full walk at normal priority)
+      sudo snapper collect -q --metrics /var/lib/node_exporter/textfile/snapper.prom   (hourly from cron)
     """
     # Arrow's C++ default pool (mimalloc) keeps freed pages per thread: malloc gives them back. Read once,
     # when pyarrow first allocates, so it must be set before snapper.collect imports pyarrow.
@@ -138,12 +144,19 @@ def collect(
 
     opts = CollectOptions(root=root, out=out, hash_mode=hash, jobs=jobs, api=not no_api, socket=socket,
                           series_dir=series, base=base, use_base=not no_base, nice=not no_nice)
+    from snapper import verdict
+
+    grace_s = _run(lambda: verdict.parse_duration(grace))
     prog = _RichProgress() if (sys.stderr.isatty() and not quiet) else None
     try:
         res = _run(lambda: do_collect(opts, prog))
     finally:
         if prog is not None:
             prog.stop()
+    if metrics is not None:
+        from snapper import metrics as metrics_mod
+
+        _run(lambda: metrics_mod.write(res.path, metrics, grace_s))
     if quiet:
         print(res.path)
         return
@@ -197,9 +210,6 @@ def show(
     for name, n in m.get("rows", {}).items():
         print(f"  {name:<16}{n:>12,}")
 
-
-GraceOpt = Annotated[str, typer.Option("--grace", help="dirs younger than this are in-flight while the daemon "
-                                       "runs (e.g. 0, 15m, 1h)")]
 
 
 @app.command()

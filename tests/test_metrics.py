@@ -59,3 +59,16 @@ def test_unwritable_target_is_one_line(tmp_path: Path) -> None:
 def test_bad_grace(bad: str, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["metrics", str(sample_path()), "-o", str(tmp_path / "m"), "--grace", bad])
     assert res.exit_code == 2
+
+
+def test_collect_writes_metrics(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "overlay2" / "l").mkdir(parents=True)
+    (root / "overlay2" / ("a" * 64) / "diff").mkdir(parents=True)
+    prom = tmp_path / "snapper.prom"
+    res = CliRunner().invoke(app, ["collect", "--root", str(root), "--out", str(tmp_path / "s"), "--no-api", "-q",
+                                   "--metrics", str(prom), "--grace", "0"])
+    assert res.exit_code == 0, res.output
+    fams = families(prom.read_text())
+    assert {lab["mechanism"]: v for lab, v in fams["snapper_leaked_dirs"]}["stray-dir"] == 0
+    assert {lab["verdict"]: v for lab, v in fams["snapper_dirs"]}["leaked"] == 1

@@ -129,7 +129,7 @@ def test_data_root_unchanged_by_collect_with_full_hashes(fresh_engine: Any, tmp_
 
 
 def test_sigkill_during_collect_leaves_no_snapshot(busy_engine: Engine, tmp_path: Path) -> None:
-    """SIGKILL at points spread over a collect: never a dir at --out that is not a whole snapshot, and the
+    """SIGKILL at 20 random points of a collect: never a dir at --out that is not a whole snapshot, and the
     next run succeeds and removes the partial leftovers."""
     import random
     import shutil
@@ -145,7 +145,7 @@ def test_sigkill_during_collect_leaves_no_snapshot(busy_engine: Engine, tmp_path
     rng = random.Random(7)
     killed = 0
     out = tmp_path / "killed"
-    for _ in range(10):
+    for _ in range(20):
         p = subprocess.Popen(cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(rng.uniform(0.05, duration))
         os.killpg(p.pid, signal.SIGKILL)
@@ -157,7 +157,7 @@ def test_sigkill_during_collect_leaves_no_snapshot(busy_engine: Engine, tmp_path
             continue
         killed += 1
         assert not out.exists()
-    assert killed >= 5
+    assert killed >= 10
     good = tmp_path / "good"
     subprocess.run(cmd(good), check=True, capture_output=True)
     open_snapshot(good)
