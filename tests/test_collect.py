@@ -393,7 +393,10 @@ def test_sigkill_never_leaves_a_snapshot_dir(big_root: Path, tmp_path: Path) -> 
         unexpected = sorted(e.name for e in series.iterdir() if e.name not in allowed)
         assert unexpected == [], why
     assert killed >= 2, f"seed {seed}: only {killed} of {len(plan)} collects were killed"
-    assert all((e / PARTIAL_MARK).exists() for e in series.iterdir() if ".partial-" in e.name)
+    # a partial dir carries its mark, or is empty (killed between mkdir and writing the mark: the next run
+    # removes an empty mark-less partial of a dead process, see clean_stale_partials)
+    assert all((e / PARTIAL_MARK).exists() or not any(e.iterdir())
+               for e in series.iterdir() if ".partial-" in e.name)
     # The next collect into a sibling path succeeds and removes the partials of the dead runs.
     with process_group(_popen_collect(big_root, series / "after", jobs=1, hash_mode="none")) as p:
         assert p.wait(timeout=60) == 0
