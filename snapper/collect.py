@@ -223,13 +223,7 @@ class _SnapshotWriter(SnapshotWriter):
 
     def _flush_files(self, stable: bool) -> None:
         batches, self.files_pending[stable], self.files_rows[stable] = self.files_pending[stable], [], 0
-        if not batches:
-            return
-        try:
-            self._writer(FILES).write_table(pa.Table.from_batches(batches, schema=FILES.schema))
-        except OSError as e:
-            raise self._io(FILES.name, e) from e
-        self.rows[FILES.name] += sum(b.num_rows for b in batches)
+        self._write_batches(FILES, batches)
 
     def finish(self, manifest: dict[str, Any]) -> Path:
         for stable in (True, False):

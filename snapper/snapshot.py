@@ -158,6 +158,10 @@ class SnapshotWriter:
     def _flush(self, table: Table) -> None:
         batches = self.pending.pop(table.name, [])
         self.pending_rows.pop(table.name, None)
+        self._write_batches(table, batches)
+
+    def _write_batches(self, table: Table, batches: list[pa.RecordBatch]) -> None:
+        """Write buffered batches as one row group and count them."""
         if not batches:
             return
         try:
