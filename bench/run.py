@@ -2,7 +2,8 @@
 
     python3 bench/run.py --entries 1000000            # the figures in bench/RESULTS.md
     python3 bench/run.py --entries 20000 --quick      # a smoke run (one round, no cold cache, no sweep)
-    python3 bench/run.py --entries 5000000 --data sparse --only memory   # peak RSS at 5M entries
+    python3 bench/run.py --entries 5000000 --data sparse --only memory --rounds 2   # peak RSS at 5M
+    python3 bench/run.py --rebuild                    # RESULTS.md again from bench/out/*.json (+ NOTES.md)
 
 Every collect runs with ``--no-api --no-base --no-nice`` (same priority as du) unless stated. Cold runs
 drop the page cache first (``sync; echo 3 > /proc/sys/vm/drop_caches``, root only). Wall ratios compare
@@ -274,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blow-up", type=int, default=10, help="time the leaks query on this many x the rows")
     ap.add_argument("--clean", action="store_true", help="remove the tree at the end")
     ap.add_argument("--results", default=str(OUT), help="dir for <entries>.json ('' = do not write results)")
+    ap.add_argument("--rebuild", action="store_true", help="only rebuild RESULTS.md from bench/out/*.json")
     a = ap.parse_args(argv)
+    if a.rebuild:
+        write_results(OUT, RESULTS)
+        return 0
     work = a.work or Path(f"/tmp/bench-snp-{a.entries}")
     work.mkdir(parents=True, exist_ok=True)
     cold = can_drop_caches() and not a.quick

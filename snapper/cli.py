@@ -174,6 +174,10 @@ def collect(
     print(f"  {m['overlay2_entries']} overlay2 entries, {rows.get('files', 0):,} files, "
           f"{rows.get('layerdb', 0)} layerdb chains, {rows.get('images', 0)} images, "
           f"{rows.get('containers', 0)} containers, {m['errors']} errors, {m['durations']['total_s']} s")
+    inc = m.get("incremental") or {}
+    if inc.get("base"):
+        print(f"  reused {inc['reused_layers']} unchanged committed dirs ({inc['reused_rows']:,} rows) from "
+              f"{inc['base']}, walked {inc['walked_layers']}")
     used = m["statvfs"]["used_bytes"]
     print(f"  filesystem used {human_bytes(used)}")
 

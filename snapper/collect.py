@@ -43,7 +43,7 @@ from snapper.docker_root import (
     find_daemons,
     find_data_root,
 )
-from snapper.errors import UsageError
+from snapper.errors import SnapshotError, UsageError
 from snapper.metadata import Rows
 from snapper.metadata.api import collect_api
 from snapper.metadata.buildkit import read_leases, read_records, read_residue, read_snapshot_keys
@@ -274,9 +274,9 @@ class _Layer:
 
 
 class _WalkPool:
-    """``jobs`` walk worker processes (``python -I -S``, only snapper.walk loaded) fed one task at a time
-    through their stdin; rows come back as RawBatch frames on their stdout. A task is a whole overlay2 entry
-    or subtrees of one: when workers are idle and no task is queued, the longest-running worker is asked
+    """``jobs`` walk worker processes (``python -I -S``, only snapper.walk loaded) fed tasks (at most two
+    queued each) through their stdin; rows come back as RawBatch frames on their stdout. A task is a whole
+    overlay2 entry or subtrees of one: when workers are idle and no task is queued, the longest-running worker is asked
     (a flag in a shared memfd page, checked once per directory) to give away half of the dirs it has not
     listed yet, so one huge layer keeps every worker busy. Memory stays bounded: a worker blocks on its pipe
     when the parent is behind. Workers exit when the parent goes away (end of stdin, or EPIPE)."""
@@ -293,20 +293,24 @@ class _WalkPool:
                 "from snapper.walk import worker_main; worker_main()")
         self.procs: list[subprocess.Popen[bytes]] = []
         self.stats: dict[str, int] = {"jobs": jobs, "tasks": 0, "subtree_tasks": 0}
-        for slot in range(jobs):
-            p = subprocess.Popen([sys.executable, "-I", "-S", "-c", code], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, pass_fds=(self.memfd,))
-            self.procs.append(p)
-            assert p.stdin is not None and p.stdout is not None
-            with contextlib.suppress(OSError):  # fewer wake-ups with a bigger pipe (up to pipe-max-size)
-                fcntl.fcntl(p.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
-            write_frame(p.stdin.fileno(), (overlay_dir, hash_mode, mount_points, batch_rows, self.memfd, slot))
+        try:
+            for slot in range(jobs):
+                p = subprocess.Popen([sys.executable, "-I", "-S", "-c", code], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, pass_fds=(self.memfd,))
+                self.procs.append(p)
+                assert p.stdin is not None and p.stdout is not None
+                with contextlib.suppress(OSError):  # fewer wake-ups with a bigger pipe (up to pipe-max-size)
+                    fcntl.fcntl(p.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+                write_frame(p.stdin.fileno(), (overlay_dir, hash_mode, mount_points, batch_rows, self.memfd, slot))
+        except BaseException:
+            self.close()
+            raise
 
     def run(self, names: list[bytes],
             side: Iterator[pa.RecordBatch] | None = None) -> Iterator[tuple[str, Any, Any]]:
         """Yields ("batch", RecordBatch, None) and ("layer", LayerResult, errors) as layers complete;
         batches from ``side`` (rows copied from a base) are yielded whenever no worker has anything."""
-        tasks: deque[tuple[int, bytes, int, list[tuple[bytes, bytes]] | None]] = deque()
+        tasks: deque[tuple[int, bytes, int, list[bytes] | None]] = deque()
         layers: dict[bytes, _Layer] = {}
         task_layer: dict[int, bytes] = {}
         for tid, name in enumerate(names):
@@ -366,6 +370,8 @@ class _WalkPool:
                     buf += chunk
                     for msg in _frames(buf):
                         kind, tid = msg[0], msg[1]
+                        if kind == "x":
+                            raise RuntimeError(f"walk worker {self.procs[w].pid} failed: {msg[2]}")
                         lay = layers[task_layer[tid]]
                         if kind == "b":
                             raw = msg[2]
@@ -398,8 +404,6 @@ class _WalkPool:
                                     res.walk_status = "partial"
                                 del layers[task_layer[tid]]
                                 yield "layer", res, lay.errors
-                        else:
-                            raise RuntimeError(f"walk worker {self.procs[w].pid} failed: {msg[2]}")
         finally:
             sel.close()
         for rb in side or ():
@@ -645,24 +649,33 @@ def _collect_into(writer: _SnapshotWriter, opts: CollectOptions, root: Path, roo
                       if r["well_formed"] and not r["dangling"]}
     mounted_layers = {r["layer_id"] for r in mi_rows if r["layer_id"]}
     plan = incremental.plan(base, base_reason, overlay_dir, names, chains, links_by_short, mounted_layers)
+    copied = [0, 0]  # rows decoded and written again, rows copied as bytes
+    raw_groups: list[int] = []
+    decode_groups: list[int] = []
+    if plan.base is not None and plan.reused:
+        try:
+            raw_groups, decode_groups, copied[1] = incremental.reuse_groups(plan.base, set(plan.reused),
+                                                                            _reference_footer())
+        except (OSError, pa.ArrowException) as e:  # a damaged base: walk everything instead
+            plan = incremental.plan(None, f"{plan.base.path}: files table unreadable ({e})", overlay_dir, names,
+                                    chains, links_by_short, mounted_layers)
+        if plan.base is not None and raw_groups:
+            writer.splice_from = (plan.base.path / "files.parquet", raw_groups)
+    reused = set(plan.reused)
     progress.start(len(names))
     results: dict[str, LayerResult] = dict(plan.reused)
     for res in plan.reused.values():
         progress.advance(res.file_count, res.allocated_bytes)
-    reused = set(plan.reused)
-    copied = [0, 0]  # rows decoded and written again, rows copied as bytes
-    raw_groups: list[int] = []
-    decode_groups: list[int] = []
-    if plan.base is not None and reused:
-        raw_groups, decode_groups, copied[1] = incremental.reuse_groups(plan.base, reused, _reference_footer())
-        if raw_groups:
-            writer.splice_from = (plan.base.path / "files.parquet", raw_groups)
 
     def side() -> Iterator[pa.RecordBatch]:
         if plan.base is not None:
-            for rb in incremental.copy_rows(plan.base, reused, decode_groups):
-                copied[0] += rb.num_rows
-                yield rb
+            try:
+                for rb in incremental.copy_rows(plan.base, reused, decode_groups):
+                    copied[0] += rb.num_rows
+                    yield rb
+            except (OSError, pa.ArrowException) as e:
+                raise SnapshotError(str(plan.base.path), f"files table unreadable while copying rows ({e})",
+                                    "collect again with --no-base") from e
 
     walk_stats: dict[str, int] = {}
     with _BackgroundWriter(writer) as files_out:

@@ -182,9 +182,10 @@ class TreeWalker:
         self.batch_rows = max(1, batch_rows)
         self.pack_rows = max(1, min(pack_rows, self.batch_rows))
         self.errors: list[dict[str, Any]] = []
-        self.stack: list[tuple[bytes, bytes]] = []  # dirs still to list: (absolute path, rel path + b"/")
+        self.stack: list[bytes] = []  # dirs still to list, relative to the layer dir
+        self.top = b""
         self.should_donate: Callable[[], bool] = lambda: False
-        self.donate_to: Callable[[list[tuple[bytes, bytes]]], None] = lambda dirs: None
+        self.donate_to: Callable[[list[bytes]], None] = lambda dirs: None
         self.root_dev = 0
         self._new_pack()
         self._new_batch()
@@ -217,7 +218,7 @@ class TreeWalker:
         self.layer_bytes = name
         res = LayerResult(self.layer_id)
         self.res = res
-        top = os.path.join(self.overlay_dir, name)
+        top = self.top = os.path.join(self.overlay_dir, name)
         try:
             root_st = os.lstat(top)
         except FileNotFoundError as e:
@@ -253,18 +254,19 @@ class TreeWalker:
         self.flush()
         return res, self.root_dev
 
-    def walk_dirs(self, name: bytes, root_dev: int, dirs: list[tuple[bytes, bytes]]) -> None:
-        """Subtrees of ``overlay2/<name>`` given away by another walker: list each dir and below (their
-        own rows were written by the walker that found them)."""
+    def walk_dirs(self, name: bytes, root_dev: int, dirs: list[bytes]) -> None:
+        """Subtrees of ``overlay2/<name>`` (paths relative to it) given away by another walker: list each dir
+        and below (their own rows were written by the walker that found them)."""
         self.layer_id = show_bytes(name)[0]
         self.layer_bytes = name
+        self.top = os.path.join(self.overlay_dir, name)
         self.res = LayerResult(self.layer_id)
         self.root_dev = root_dev
         self.stack[:] = reversed(dirs)
         self._drain()
         self.flush()
 
-    def donate(self) -> list[tuple[bytes, bytes]]:
+    def donate(self) -> list[bytes]:
         """Give away the shallowest half of the dirs not yet listed (the biggest subtrees, most likely)."""
         k = (len(self.stack) + 1) // 2
         out = self.stack[:k]
@@ -275,11 +277,12 @@ class TreeWalker:
 
     def _drain(self) -> None:
         stack = self.stack
+        top = self.top + b"/"
         while stack:
             if len(stack) > 1 and self.should_donate():
                 self.donate_to(self.donate())
-            dpath, drel = stack.pop()
-            self._list(dpath, drel, top=False)
+            rel = stack.pop()
+            self._list(top + rel, rel + b"/", top=False)
 
     def _list(self, dpath: bytes, drel: bytes, top: bool) -> None:
         """One directory: every entry's row; subdirs go on the stack."""
@@ -326,7 +329,7 @@ class TreeWalker:
                                         self._check_opaque(len(names) - 1, drel + entry.name, path)
                                 except OSError:
                                     self._check_opaque(len(names) - 1, drel + entry.name, path)
-                                stack_append((path, drel + entry.name + b"/"))
+                                stack_append(drel + entry.name)
                         elif fmt == _S_IFLNK:
                             self._readlink(len(names) - 1, drel + entry.name, entry.path)
                         elif fmt == _S_IFREG:
@@ -546,25 +549,31 @@ def to_record_batch(raw: RawBatch) -> pa.RecordBatch:
 
 class LayerTotals:
     """du-style totals of one layer from the per-batch sums of every task that walked part of it: a
-    hard-linked inode is counted once per layer (each layer alone, as `du -sx DIR` sees it)."""
+    hard-linked inode is counted once per layer (each layer alone, as `du -sx DIR` sees it). Only the inode
+    numbers of hard-linked files are kept (a set: ~60 bytes each), so memory grows with the hard links of
+    the biggest layer, not with the tree."""
 
     def __init__(self) -> None:
         self.files = 0
         self.apparent = 0
         self.allocated = 0
-        self.linked: dict[int, tuple[int, int]] = {}
+        self.linked: set[int] = set()
 
     def add(self, raw: RawBatch) -> None:
         self.files += raw[1]
         self.apparent += raw[20]
         self.allocated += raw[21]
-        for ino, v in raw[22].items():
-            self.linked.setdefault(ino, v)
+        linked = self.linked
+        for ino, (size, alloc) in raw[22].items():
+            if ino not in linked:
+                linked.add(ino)
+                self.apparent += size
+                self.allocated += alloc
 
     def result(self, res: LayerResult) -> LayerResult:
         res.file_count = self.files
-        res.apparent_bytes = self.apparent + sum(v[0] for v in self.linked.values())
-        res.allocated_bytes = self.allocated + sum(v[1] for v in self.linked.values())
+        res.apparent_bytes = self.apparent
+        res.allocated_bytes = self.allocated
         return res
 
 
@@ -667,7 +676,7 @@ def worker_main() -> None:
     def asked() -> bool:
         return bool(flags[slot])
 
-    def give(dirs: list[tuple[bytes, bytes]]) -> None:
+    def give(dirs: list[bytes]) -> None:
         flags[slot] = 0
         write_frame(out, ("g", tid, walker.root_dev, dirs))
 

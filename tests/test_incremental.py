@@ -222,3 +222,17 @@ def test_thrift_footer_round_trips(std: Standard, tmp_path: Path) -> None:
     incremental._write_struct(out, meta)
     data = path.read_bytes()
     assert bytes(out) == data[start:-8]
+
+
+def test_a_base_with_a_damaged_files_table_means_a_full_walk(std: Standard, tmp_path: Path) -> None:
+    run(std.root, tmp_path / "base", use_base=False)
+    files = tmp_path / "base" / "files.parquet"
+    data = bytearray(files.read_bytes())
+    data[4:4096] = b"\xff" * len(data[4:4096])  # the first pages: the footer stays valid
+    os.chmod(files, 0o600)
+    files.write_bytes(bytes(data))
+    m = run(std.root, tmp_path / "inc", base=str(tmp_path / "base"))
+    assert m["incremental"]["base"] is None and "unreadable" in m["incremental"]["reason"]
+    assert m["incremental"]["reused_layers"] == 0
+    run(std.root, tmp_path / "full", use_base=False)
+    assert files_sorted(tmp_path / "inc") == files_sorted(tmp_path / "full")
