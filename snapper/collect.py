@@ -188,6 +188,7 @@ _FILES_PARQUET: dict[str, Any] = {
 
 
 _FILES_ROW_GROUP = 65536  # encoding a row group costs ~190 bytes a row outside Arrow's pool: 64k rows ~12 MB
+_FILES_ROW_GROUP_BYTES = 32 << 20  # or fewer rows when paths are long (10,000-deep dirs: 20 kB a path)
 
 
 class _Closed:
@@ -204,6 +205,7 @@ class _SnapshotWriter(SnapshotWriter):
         super().__init__(out)
         self.files_pending: dict[bool, list[pa.RecordBatch]] = {True: [], False: []}
         self.files_rows = {True: 0, False: 0}
+        self.files_bytes = {True: 0, False: 0}
         self.splice_from: tuple[Path, list[int]] | None = None
 
     def _writer(self, table: Table) -> pq.ParquetWriter:
@@ -218,11 +220,13 @@ class _SnapshotWriter(SnapshotWriter):
     def write_files(self, batch: pa.RecordBatch, stable: bool) -> None:
         self.files_pending[stable].append(batch)
         self.files_rows[stable] += batch.num_rows
-        if self.files_rows[stable] >= _FILES_ROW_GROUP:
+        self.files_bytes[stable] += batch.nbytes
+        if self.files_rows[stable] >= _FILES_ROW_GROUP or self.files_bytes[stable] >= _FILES_ROW_GROUP_BYTES:
             self._flush_files(stable)
 
     def _flush_files(self, stable: bool) -> None:
         batches, self.files_pending[stable], self.files_rows[stable] = self.files_pending[stable], [], 0
+        self.files_bytes[stable] = 0
         self._write_batches(FILES, batches)
 
     def finish(self, manifest: dict[str, Any]) -> Path:
@@ -310,7 +314,7 @@ class _WalkPool:
             side: Iterator[pa.RecordBatch] | None = None) -> Iterator[tuple[str, Any, Any]]:
         """Yields ("batch", RecordBatch, None) and ("layer", LayerResult, errors) as layers complete;
         batches from ``side`` (rows copied from a base) are yielded whenever no worker has anything."""
-        tasks: deque[tuple[int, bytes, int, list[bytes] | None]] = deque()
+        tasks: deque[tuple[int, bytes, int, list[tuple[str, int]] | None]] = deque()
         layers: dict[bytes, _Layer] = {}
         task_layer: dict[int, bytes] = {}
         for tid, name in enumerate(names):

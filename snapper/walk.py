@@ -2,6 +2,11 @@
 
 Design (forensic hygiene and scale):
 - names are handled as bytes end to end, so names that are not UTF-8 survive (``path_raw``);
+- every call names an entry relative to an open directory fd (``openat``/``fstatat``/``readlinkat``), never
+  by an absolute path: depth is unlimited (a 10,000-deep chain is ~20 kB of path, five times PATH_MAX), and
+  a directory is listed only through an fd opened with O_NOFOLLOW|O_DIRECTORY whose (st_dev, st_ino) is the
+  one lstat saw, so a directory swapped for a symlink (or another directory) in between is never followed;
+  it becomes an errors row;
 - directories on another device, or listed as mount points in mountinfo, are recorded and not descended
   (``merged/`` of a running container is an overlay mount with its own st_dev);
 - content is read only for regular files, opened with O_NOFOLLOW|O_NONBLOCK (and O_NOATIME when allowed),
@@ -49,8 +54,21 @@ PARTIAL_CHUNK = 64 * 1024
 _READ_CHUNK = 1 << 20
 _OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_MARKERS = {b"diff": "diff", b"link": "link", b"lower": "lower", b"work": "work", b"merged": "merged",
-            b"committed": "committed"}
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# A directory whose parent fd was closed is opened from the layer's top fd, this many bytes of relative path
+# per openat (PATH_MAX is 4096 with the NUL; a name is at most 255 bytes).
+_PATH_CHUNK = 3800
+# Directory fds a walker keeps open for dirs whose subdirs are still to be listed (a fd per dir on the
+# current path that has unlisted subdirs, usually a handful); past it, subdirs are opened from the top.
+MAX_OPEN_DIRS = 128
+# Path bytes per pack and per batch: paths are normally ~60 bytes, but a 10,000-deep chain has 20 kB paths
+# (and the rows' paths grow with depth squared): packs and batches close early rather than grow without bound
+# (and a batch's int32 path offsets never overflow).
+PACK_BYTES = 4 << 20
+BATCH_BYTES = 16 << 20
+_MARKERS = {"diff": "diff", "link": "link", "lower": "lower", "work": "work", "merged": "merged",
+            "committed": "committed"}
+_FS = ("utf-8", "surrogateescape")  # how os.scandir(fd) turns name bytes into str, losslessly
 _S_IFMT, _S_IFDIR, _S_IFLNK, _S_IFREG, _S_IFCHR = 0o170000, 0o040000, 0o120000, 0o100000, 0o020000
 # Columns taken from stat_result, in the order of RawBatch fields 4..13, with their array type codes.
 _STAT_COLS = (("st_mode", "I"), ("st_ino", "q"), ("st_dev", "q"), ("st_nlink", "I"), ("st_uid", "I"),
@@ -73,22 +91,32 @@ def show_bytes(raw: bytes) -> tuple[str, bytes | None]:
         return raw.decode("utf-8", "backslashreplace"), raw
 
 
-def error_row(source: str, obj: str, op: str, exc: BaseException | None, message: str | None = "") -> dict[str, Any]:
+def error_row(source: str, obj: str, op: str, exc: BaseException | None,
+              message: str | None = "") -> dict[str, Any]:
     err = exc.errno if isinstance(exc, OSError) else None
     if not message:
         message = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
     return {"source": source, "object": obj, "op": op, "errno": err, "message": message}
 
 
-def content_hash(path: bytes, st: os.stat_result, mode: str) -> bytes:
-    """xxh3_128 of a regular file: partial = size + first and last 64 KiB (whole file when small); full =
-    the whole content. Raises OSError; ValueError when the path is no longer the inode lstat saw."""
+def _open_noatime(path: str | bytes, flags: int, dir_fd: int | None) -> int:
+    """open(2) with O_NOATIME (reading must not change atimes: they are evidence), without it when the
+    kernel refuses it (O_NOATIME needs ownership or CAP_FOWNER)."""
+    try:
+        return os.open(path, flags | os.O_NOATIME, dir_fd=dir_fd)
+    except PermissionError as e:
+        if e.errno != errno_mod.EPERM:
+            raise
+        return os.open(path, flags, dir_fd=dir_fd)
+
+
+def content_hash(path: str | bytes, st: os.stat_result, mode: str, dir_fd: int | None = None) -> bytes:
+    """xxh3_128 of a regular file (``path`` relative to ``dir_fd`` when given): partial = size + first and
+    last 64 KiB (whole file when small); full = the whole content. Raises OSError; ValueError when the path
+    is no longer the inode lstat saw."""
     import xxhash  # only when hashing: walk workers stay small otherwise
 
-    try:
-        fd = os.open(path, _OPEN_FLAGS | os.O_NOATIME)
-    except PermissionError:  # O_NOATIME needs ownership or CAP_FOWNER
-        fd = os.open(path, _OPEN_FLAGS)
+    fd = _open_noatime(path, _OPEN_FLAGS, dir_fd)
     try:
         fst = os.fstat(fd)
         if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino or fst.st_dev != st.st_dev:
@@ -154,11 +182,8 @@ class LayerResult:
         return f"LayerResult({self.as_dict()!r})"
 
 
-def _read_small(path: bytes, limit: int = 65536) -> bytes:
-    try:  # O_NOATIME as in content_hash: the link and lower files keep their atime
-        fd = os.open(path, _OPEN_FLAGS | os.O_NOATIME)
-    except PermissionError:
-        fd = os.open(path, _OPEN_FLAGS)
+def _read_small(path: str | bytes, dir_fd: int | None = None, limit: int = 65536) -> bytes:
+    fd = _open_noatime(path, _OPEN_FLAGS, dir_fd)  # the link and lower files keep their atime
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ValueError("not a regular file")
@@ -167,13 +192,54 @@ def _read_small(path: bytes, limit: int = 65536) -> bytes:
         os.close(fd)
 
 
+class _Dir:
+    """A listed directory with subdirs waiting on the stack: its fd (-1 when not kept), how many subdirs wait,
+    and its path prefix (``"a/b/"``, relative to the layer dir). The prefix is stored when short and every
+    _PREFIX_EVERY levels; otherwise it is rebuilt from the parents' names, so that a deep tree whose every level
+    keeps a sibling waiting costs memory linear in depth, not quadratic."""
+
+    __slots__ = ("depth", "fd", "name", "parent", "pending", "prefix")
+
+    def __init__(self, fd: int, prefix: str | None, parent: _Dir | None, name: str, depth: int) -> None:
+        self.fd = fd
+        self.pending = 0
+        self.prefix = prefix
+        self.parent = parent
+        self.name = name
+        self.depth = depth
+
+    def path(self) -> str:
+        if self.prefix is not None:
+            return self.prefix
+        names = []
+        d: _Dir = self
+        while d.prefix is None:
+            names.append(d.name)
+            assert d.parent is not None  # the top's prefix is ""
+            d = d.parent
+        names.reverse()
+        return d.prefix + "/".join(names) + "/"
+
+
+_PREFIX_FLAT = 2048
+_PREFIX_EVERY = 64
+_DONATE_BYTES = 1 << 20  # path bytes given away at a time (deep dirs are not worth another process)
+
+
 class TreeWalker:
     """Walks overlay2 entries (or subtrees of one) and hands rows to ``sink`` as RawBatch tuples of about
     ``batch_rows`` rows. ``stat_result`` objects (~500 bytes each) are kept only for ``pack_rows`` entries,
-    then packed into typed arrays (~130 bytes a row), so a worker stays small."""
+    then packed into typed arrays (~130 bytes a row), so a worker stays small.
+
+    Directories still to list are on ``stack`` as (parent :class:`_Dir`, name, inode), so a subdir is opened
+    with openat on its parent's fd. At most ``max_open`` parent fds stay open; the subdirs of the others are
+    opened by climbing with ".." from the dir listed last, and dirs given away by another walker from the
+    layer's top fd (a PATH_MAX-sized chunk of the path per openat). Whichever way, the opened fd must be the
+    (st_dev, st_ino) that lstat saw."""
 
     def __init__(self, overlay_dir: bytes, rel_prefix: str, hash_mode: str, mount_points: frozenset[bytes],
-                 sink: Callable[[RawBatch], None], batch_rows: int = 16384, pack_rows: int = 2048) -> None:
+                 sink: Callable[[RawBatch], None], batch_rows: int = 16384, pack_rows: int = 2048,
+                 max_open: int = MAX_OPEN_DIRS) -> None:
         self.overlay_dir = overlay_dir
         self.rel_prefix = rel_prefix  # how paths appear in errors rows, e.g. "overlay2"
         self.hash_mode = hash_mode
@@ -181,28 +247,40 @@ class TreeWalker:
         self.sink = sink
         self.batch_rows = max(1, batch_rows)
         self.pack_rows = max(1, min(pack_rows, self.batch_rows))
+        self.max_open = max(0, max_open)
         self.errors: list[dict[str, Any]] = []
-        self.stack: list[bytes] = []  # dirs still to list, relative to the layer dir
+        self.stack: list[tuple[_Dir, str, int]] = []
         self.top = b""
+        self.top_str = ""
+        self.top_fd = -1
+        self.open_dirs = 0  # parent fds held by nodes
+        # Past max_open: the fd and relative path of the dir listed last, to climb from with ".."
+        self.last_fd = -1
+        self.last_rel = ""
+        # xattrs have no *at call: a subdir's are read through /proc/self/fd/<parent fd>/<name>
+        self.proc_fd = os.path.isdir("/proc/self/fd")
+        self.mps_str = frozenset(os.fsdecode(m) for m in mount_points)
         self.should_donate: Callable[[], bool] = lambda: False
-        self.donate_to: Callable[[list[bytes]], None] = lambda dirs: None
+        self.donate_to: Callable[[list[tuple[str, int]]], None] = lambda dirs: None
         self.root_dev = 0
         self._new_pack()
         self._new_batch()
 
     def _new_pack(self) -> None:
         """Rows since the last pack, with row numbers local to the pack."""
-        self.names: list[bytes] = []
+        self.names: list[str] = []  # names as os.scandir(fd) gives them: str, undecodable bytes escaped
         self.sts: list[os.stat_result] = []
-        self.runs: list[tuple[bytes, int]] = []
+        self.runs: list[tuple[str, int]] = []
         self.opaque: list[int] = []
         self.mounts: list[int] = []
         self.whiteouts: list[int] = []
         self.links: list[tuple[int, str]] = []
         self.hashes: list[tuple[int, bytes]] = []
+        self.pack_bytes = 0  # about: the dir prefixes of the pack's paths
 
     def _new_batch(self) -> None:
         self.b_n = 0
+        self.b_bytes = 0
         self.dirs = 0  # rows of the batch that are directories
         self.b_paths: list[bytes] = []
         self.b_offs = array("i", [0])
@@ -219,6 +297,7 @@ class TreeWalker:
         res = LayerResult(self.layer_id)
         self.res = res
         top = self.top = os.path.join(self.overlay_dir, name)
+        self.top_str = os.fsdecode(top)
         try:
             root_st = os.lstat(top)
         except FileNotFoundError as e:
@@ -233,124 +312,301 @@ class TreeWalker:
         res.dir_inode, res.dir_mtime_ns, res.dir_ctime_ns = root_st.st_ino, root_st.st_mtime_ns, root_st.st_ctime_ns
         self.root_dev = root_st.st_dev
         top_is_mount = top in self.mount_points
-        self.names.append(b".")
+        self.names.append(".")
         self.sts.append(root_st)
-        self.runs.append((b"", 1))
+        self.runs.append(("", 1))
         fmt = root_st.st_mode & _S_IFMT
         self.dirs += fmt == _S_IFDIR
         if top_is_mount:
             self.mounts.append(0)
         elif fmt == _S_IFDIR:
-            self._check_opaque(0, b"", top)
+            self._check_opaque(0, "", top)
         elif fmt == _S_IFLNK:
-            self._readlink(0, b"", top)
+            self._readlink(0, "", top, None)
         elif fmt == _S_IFREG and self.hash_mode != "none":
-            self._hash(0, b"", top, root_st)
+            self._hash(0, "", top, root_st, None)
         elif fmt == _S_IFCHR and root_st.st_rdev == 0:
             self.whiteouts.append(0)
         if fmt == _S_IFDIR and not top_is_mount:
-            self._list(top, b"", top=True)
-            self._drain()
+            try:
+                if self._open_top(root_st.st_ino):
+                    self._enter(os.dup(self.top_fd), "", None, "", top=True)
+                    self._drain()
+            finally:
+                self._release()
         self.flush()
         return res, self.root_dev
 
-    def walk_dirs(self, name: bytes, root_dev: int, dirs: list[bytes]) -> None:
-        """Subtrees of ``overlay2/<name>`` (paths relative to it) given away by another walker: list each dir
-        and below (their own rows were written by the walker that found them)."""
+    def walk_dirs(self, name: bytes, root_dev: int, dirs: list[tuple[str, int]]) -> None:
+        """Subtrees of ``overlay2/<name>`` given away by another walker, as (path relative to it, inode): list
+        each dir and below (their own rows were written by the walker that found them)."""
         self.layer_id = show_bytes(name)[0]
         self.layer_bytes = name
         self.top = os.path.join(self.overlay_dir, name)
+        self.top_str = os.fsdecode(self.top)
         self.res = LayerResult(self.layer_id)
         self.root_dev = root_dev
-        self.stack[:] = reversed(dirs)
-        self._drain()
+        try:
+            if self._open_top(None):
+                for rel, ino in reversed(dirs):  # no parent fd: each is opened from the top
+                    head, _, base = rel.rpartition("/")
+                    given = _Dir(-1, head + "/" if head else "", None, "", 0)
+                    given.pending = 1
+                    self.stack.append((given, base, ino))
+                self._drain()
+            else:
+                for rel, _ in dirs:
+                    self._error(rel, "scandir", None, "its layer dir vanished during the walk")
+        finally:
+            self._release()
         self.flush()
 
-    def donate(self) -> list[bytes]:
-        """Give away the shallowest half of the dirs not yet listed (the biggest subtrees, most likely)."""
-        k = (len(self.stack) + 1) // 2
-        out = self.stack[:k]
-        del self.stack[:k]  # in place: the loop holds this list
+    def donate(self) -> list[tuple[str, int]]:
+        """Give away the shallowest half of the dirs not yet listed (the biggest subtrees, most likely), as
+        (relative path, inode): another process cannot use this one's fds."""
+        stack = self.stack
+        out: list[tuple[str, int]] = []
+        size = 0
+        for d, name, ino in stack[:(len(stack) + 1) // 2]:
+            rel = d.path() + name
+            size += len(rel)
+            if size > _DONATE_BYTES and out:
+                break
+            out.append((rel, ino))
+            self._done_with(d)
+        del stack[:len(out)]  # in place: the loop holds this list
         return out
+
+    # --- directory fds ---------------------------------------------------------------------------------------
+
+    def _open_top(self, ino: int | None) -> bool:
+        """Open the layer dir (an absolute path, short: overlay_dir comes from the data root) as ``top_fd``;
+        it must be the directory lstat saw (``ino``) on the root device."""
+        try:
+            fd = _open_noatime(self.top, _DIR_FLAGS, None)
+        except OSError as e:
+            if ino is not None:
+                self.res.walk_status = "vanished" if e.errno == errno_mod.ENOENT else "error"
+                self._error("", "scandir", e)
+            return False
+        st = os.fstat(fd)
+        if st.st_dev != self.root_dev or (ino is not None and st.st_ino != ino):
+            os.close(fd)
+            if ino is not None:
+                self.res.walk_status = "error"
+                self._error("", "scandir", None, "replaced between lstat and open: not listed")
+            return False
+        self.top_fd = fd
+        return True
+
+    def _release(self) -> None:
+        """Close every fd of the task (only an exception leaves any but the top one open)."""
+        for d, _, _ in self.stack:
+            if d.fd >= 0:
+                os.close(d.fd)
+                d.fd = -1
+        self.stack.clear()
+        self.open_dirs = 0
+        if self.last_fd >= 0:
+            os.close(self.last_fd)
+            self.last_fd = -1
+        if self.top_fd >= 0:
+            os.close(self.top_fd)
+            self.top_fd = -1
+
+    def _done_with(self, d: _Dir) -> None:
+        """One subdir of ``d`` was opened or given away: close the parent's fd after its last one."""
+        d.pending -= 1
+        if d.pending == 0 and d.fd >= 0:
+            os.close(d.fd)
+            d.fd = -1
+            self.open_dirs -= 1
+
+    def _open_sub(self, rel: str, d: _Dir, name: str, ino: int) -> int:
+        """An fd of the dir ``rel`` (or -1 and an errors row): through its parent's fd when still open, else
+        from the top. Never follows a symlink at the end; checks the inode whichever way it was reached."""
+        try:
+            fd = _open_noatime(name, _DIR_FLAGS, d.fd) if d.fd >= 0 else self._reopen(rel, name, ino)
+        except OSError as e:
+            msg = ""
+            if e.errno == errno_mod.ENOENT:
+                msg = "vanished during the walk"
+            elif e.errno in (errno_mod.ENOTDIR, errno_mod.ELOOP):
+                msg = "no longer a directory (replaced between lstat and open): not listed"
+            self._error(rel, "scandir", e, msg)
+            return -1
+        finally:
+            self._done_with(d)
+        st = os.fstat(fd)
+        if st.st_ino != ino or st.st_dev != self.root_dev:
+            os.close(fd)
+            self._error(rel, "scandir", None, "replaced by another directory or a symlink between lstat and "
+                                              "open: not listed")
+            return -1
+        return fd
+
+    def _reopen(self, rel: str, name: str, ino: int) -> int:
+        """The parent's fd was not kept (past max_open): climb with ".." from the dir listed last when it is
+        below the parent (depth-first, that is nearly always one or two levels), else come down from the top.
+        Linear in depth overall: a 100,000-deep comb of dirs that each keep a sibling waiting stays fast."""
+        last = self.last_rel
+        parent = rel.rpartition("/")[0]
+        if self.last_fd >= 0 and (not parent or last == parent or last.startswith(parent + "/")):
+            ups = (last.count("/") + 1 if last else 0) - (parent.count("/") + 1 if parent else 0)
+            fd = self.last_fd
+            try:
+                while ups > 0:  # at most 1,000 ".." per openat (PATH_MAX)
+                    step = min(ups, 1000)
+                    up = os.open("/".join([".."] * step), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+                    if fd != self.last_fd:
+                        os.close(fd)
+                    fd, ups = up, ups - step
+                sub = _open_noatime(name, _DIR_FLAGS, fd)
+            except OSError:
+                sub = -1
+            finally:
+                if fd != self.last_fd:
+                    os.close(fd)
+            if sub >= 0:
+                if os.fstat(sub).st_ino == ino:
+                    return sub
+                os.close(sub)  # a dir on the way was moved: the top decides
+        return self._open_from_top(rel)
+
+    def _open_from_top(self, rel: str) -> int:
+        """openat from the top fd, at most _PATH_CHUNK bytes of path per call (O_PATH for the steps)."""
+        parts = rel.encode(*_FS).split(b"/")
+        chunks: list[bytes] = []
+        start = 0
+        size = -1
+        for i, part in enumerate(parts):
+            if size + 1 + len(part) > _PATH_CHUNK and i > start:
+                chunks.append(b"/".join(parts[start:i]))
+                start, size = i, -1
+            size += 1 + len(part)
+        chunks.append(b"/".join(parts[start:]))
+        fd = self.top_fd
+        try:
+            for chunk in chunks[:-1]:
+                step = os.open(chunk, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+                if fd != self.top_fd:
+                    os.close(fd)
+                fd = step
+            return _open_noatime(chunks[-1], _DIR_FLAGS, fd)
+        finally:
+            if fd != self.top_fd:
+                os.close(fd)
 
     # --- the loop --------------------------------------------------------------------------------------------
 
     def _drain(self) -> None:
         stack = self.stack
-        top = self.top + b"/"
         while stack:
             if len(stack) > 1 and self.should_donate():
                 self.donate_to(self.donate())
-            rel = stack.pop()
-            self._list(top + rel, rel + b"/", top=False)
+            d, name, ino = stack.pop()
+            rel = (d.prefix if d.prefix is not None else d.path()) + name
+            fd = self._open_sub(rel, d, name, ino)
+            if fd >= 0:
+                self._enter(fd, rel + "/", d, name)
 
-    def _list(self, dpath: bytes, drel: bytes, top: bool) -> None:
+    def _enter(self, fd: int, drel: str, parent: _Dir | None, name: str, top: bool = False) -> None:
+        """List the dir open as ``fd`` (owned from here on); keep the fd while its subdirs wait on the stack."""
+        depth = parent.depth + 1 if parent is not None else 0
+        node = _Dir(fd, drel if len(drel) < _PREFIX_FLAT or depth % _PREFIX_EVERY == 0 else None, parent, name,
+                    depth)
+        try:
+            self._list(fd, node, drel, top)
+        finally:
+            if node.pending and self.open_dirs < self.max_open:
+                self.open_dirs += 1
+            elif self.open_dirs >= self.max_open:  # not kept: the next dir may climb from here
+                if self.last_fd >= 0:
+                    os.close(self.last_fd)
+                self.last_fd, self.last_rel = fd, drel[:-1]
+                node.fd = -1
+            else:
+                os.close(fd)
+                node.fd = -1
+
+    def _list(self, fd: int, node: _Dir, drel: str, top: bool) -> None:
         """One directory: every entry's row; subdirs go on the stack."""
         try:
-            it = os.scandir(dpath)
+            it = os.scandir(fd)
         except OSError as e:
             if top:
                 self.res.walk_status = "vanished" if e.errno == errno_mod.ENOENT else "error"
-            self._error(drel.rstrip(b"/"), "scandir", e)
+            self._error(drel.rstrip("/"), "scandir", e)
             return
         stack_append = self.stack.append
         listxattr = os.listxattr
         hashing = self.hash_mode != "none"
-        mps = self.mount_points
+        mps = self.mps_str
         root_dev = self.root_dev
-        dirs = 0
+        # the absolute path only to compare with mountinfo's mount points (and for xattrs without /proc)
+        abs_dir = self.top_str + "/" + drel if mps or not self.proc_fd else ""
+        xattr_dir = f"/proc/self/fd/{fd}/" if self.proc_fd else abs_dir
+        dirs = subdirs = 0
         with it:
             while True:
                 names, sts = self.names, self.sts
                 names_append, sts_append = names.append, sts.append
                 room = self.pack_rows - len(names)
+                if len(drel) > 1024:  # deep: fewer rows per pack (the prefix repeats in every path)
+                    room = min(room, max(1, (PACK_BYTES - self.pack_bytes) // (len(drel) + 256)))
                 start = len(names)
                 skipped = 0
                 try:
                     for entry in islice(it, room):
+                        name = entry.name
                         try:
-                            st = entry.stat(follow_symlinks=False)
+                            st = entry.stat(follow_symlinks=False)  # fstatat(fd, name, AT_SYMLINK_NOFOLLOW)
                         except OSError as e:
                             msg = "vanished during the walk" if e.errno == errno_mod.ENOENT else ""
-                            self._error(drel + entry.name, "lstat", e, msg)
+                            self._error(drel + name, "lstat", e, msg)
                             skipped += 1
                             continue
                         fmt = st.st_mode & _S_IFMT
-                        names_append(entry.name)
+                        names_append(name)
                         sts_append(st)
                         if fmt == _S_IFDIR:
                             dirs += 1
-                            path = entry.path
-                            if st.st_dev != root_dev or (mps and path in mps):
+                            if st.st_dev != root_dev or (mps and abs_dir + name in mps):
                                 self.mounts.append(len(names) - 1)
                             else:
+                                xpath = xattr_dir + name
                                 try:
-                                    if listxattr(path, follow_symlinks=False):  # rare: look closer
-                                        self._check_opaque(len(names) - 1, drel + entry.name, path)
+                                    if listxattr(xpath, follow_symlinks=False):  # rare: look closer
+                                        self._check_opaque(len(names) - 1, drel + name, xpath)
                                 except OSError:
-                                    self._check_opaque(len(names) - 1, drel + entry.name, path)
-                                stack_append(drel + entry.name)
+                                    self._check_opaque(len(names) - 1, drel + name, xpath)
+                                stack_append((node, name, st.st_ino))
+                                subdirs += 1
                         elif fmt == _S_IFLNK:
-                            self._readlink(len(names) - 1, drel + entry.name, entry.path)
+                            self._readlink(len(names) - 1, drel + name, name, fd)
                         elif fmt == _S_IFREG:
                             if hashing:
-                                self._hash(len(names) - 1, drel + entry.name, entry.path, st)
+                                self._hash(len(names) - 1, drel + name, name, st, fd)
                         elif fmt == _S_IFCHR and st.st_rdev == 0:
                             self.whiteouts.append(len(names) - 1)
                         if top:
-                            self._note_marker(entry.name, entry.path, st)
+                            self._note_marker(name, fd, st)
                 except OSError as e:
-                    self._error(drel.rstrip(b"/"), "readdir", e)
-                    self.runs.append((drel, len(names) - start))
+                    self._error(drel.rstrip("/"), "readdir", e)
+                    if len(names) > start:
+                        self.runs.append((drel, len(names) - start))
                     break
                 finally:
                     self.dirs += dirs
-                    dirs = 0
-                self.runs.append((drel, len(names) - start))
+                    node.pending += subdirs
+                    dirs = subdirs = 0
+                if len(names) > start:  # (an empty dir adds no run: its prefix is not kept)
+                    self.runs.append((drel, len(names) - start))
+                    self.pack_bytes += len(drel) * (len(names) - start)
                 if len(names) - start + skipped < room:
                     break  # the directory is exhausted
                 self._pack()  # a full pack, maybe in the middle of a huge directory
-                if self.b_n >= self.batch_rows:
+                if self.b_n >= self.batch_rows or self.b_bytes >= BATCH_BYTES:
                     self.flush()
 
     def _pack(self) -> None:
@@ -360,13 +616,18 @@ class TreeWalker:
             return
         names = self.names
         i = 0
-        rels: list[bytes] = []
+        rels: list[str] = []
         for prefix, count in self.runs:
             rels += map(prefix.__add__, names[i:i + count]) if prefix else names[i:i + count]
             i += count
+        text = "".join(rels)
+        blob = text.encode(*_FS)
+        # Same length: every char is one byte (ASCII, or an escaped undecodable byte), so are the lengths.
+        lens = map(len, rels) if len(blob) == len(text) else (len(r.encode(*_FS)) for r in rels)
         offs = self.b_offs
-        offs += array("i", accumulate(map(len, rels), initial=offs[-1]))[1:]
-        self.b_paths.append(b"".join(rels))
+        offs += array("i", accumulate(lens, initial=offs[-1]))[1:]
+        self.b_paths.append(blob)
+        self.b_bytes += len(blob)
         for col, (get, code) in zip(self.b_cols, _GETTERS, strict=True):
             col += array(code, list(map(get, sts)))  # measured 30% faster than col.extend(map(...))
         base = self.b_n
@@ -411,12 +672,12 @@ class TreeWalker:
 
     # --- per-entry extras -------------------------------------------------------------------------------------
 
-    def _error(self, rel: bytes, op: str, exc: BaseException, msg: str = "") -> None:
+    def _error(self, rel: str | bytes, op: str, exc: BaseException | None, msg: str = "") -> None:
         layer = self.layer_bytes
-        obj = show_bytes(os.path.join(layer, rel) if rel else layer)[0]
+        obj = show_bytes(os.path.join(layer, os.fsencode(rel)) if rel else layer)[0]
         self.errors.append(error_row("walk", f"{self.rel_prefix}/{obj}", op, exc, msg))
 
-    def _note_marker(self, name: bytes, path: bytes, st: os.stat_result) -> None:
+    def _note_marker(self, name: str, fd: int, st: os.stat_result) -> None:
         marker = _MARKERS.get(name)
         if marker is None:
             return
@@ -427,13 +688,13 @@ class TreeWalker:
                 res.diff_mtime_ns, res.diff_ctime_ns = st.st_mtime_ns, st.st_ctime_ns
             elif marker == "link" and stat.S_ISREG(st.st_mode):
                 res.link_mtime_ns, res.link_ctime_ns = st.st_mtime_ns, st.st_ctime_ns
-                res.link_id = show_bytes(_read_small(path, 256).strip())[0]
+                res.link_id = show_bytes(_read_small(name, fd, 256).strip())[0]
             elif marker == "lower" and stat.S_ISREG(st.st_mode):
-                res.lower = show_bytes(_read_small(path).strip())[0]
+                res.lower = show_bytes(_read_small(name, fd).strip())[0]
         except (OSError, ValueError) as e:
             self._error(name, "read", e)
 
-    def _check_opaque(self, row: int, rel: bytes, path: bytes) -> None:
+    def _check_opaque(self, row: int, rel: str, path: str | bytes) -> None:
         try:
             names = os.listxattr(path, follow_symlinks=False)
         except OSError as e:
@@ -449,15 +710,15 @@ class TreeWalker:
                     pass
                 return
 
-    def _readlink(self, row: int, rel: bytes, path: bytes) -> None:
-        try:
-            self.links.append((row, show_bytes(os.readlink(path))[0]))
+    def _readlink(self, row: int, rel: str, path: str | bytes, dir_fd: int | None) -> None:
+        try:  # bytes in, bytes out: the target exactly as stored
+            self.links.append((row, show_bytes(os.readlink(os.fsencode(path), dir_fd=dir_fd))[0]))
         except OSError as e:
             self._error(rel, "readlink", e)
 
-    def _hash(self, row: int, rel: bytes, path: bytes, st: os.stat_result) -> None:
+    def _hash(self, row: int, rel: str, path: str | bytes, st: os.stat_result, dir_fd: int | None) -> None:
         try:
-            self.hashes.append((row, content_hash(path, st, self.hash_mode)))
+            self.hashes.append((row, content_hash(path, st, self.hash_mode, dir_fd)))
         except (OSError, ValueError) as e:
             self._error(rel, "hash", e)
 
@@ -676,7 +937,7 @@ def worker_main() -> None:
     def asked() -> bool:
         return bool(flags[slot])
 
-    def give(dirs: list[bytes]) -> None:
+    def give(dirs: list[tuple[str, int]]) -> None:
         flags[slot] = 0
         write_frame(out, ("g", tid, walker.root_dev, dirs))
 

@@ -29,7 +29,7 @@ import random
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -480,26 +480,38 @@ def can_mount() -> bool:
 
 # --- races -------------------------------------------------------------------------------------------------
 
-class _ListedDir:
-    """What os.scandir returns, from a list captured earlier."""
+def resolved(path: Any, dir_fd: int | None = None) -> bytes:
+    """The absolute path an os call names: ``path`` alone, an fd, or ``path`` relative to ``dir_fd`` (the
+    walk names everything relative to directory fds)."""
+    if isinstance(path, int):
+        return os.fsencode(os.readlink(f"/proc/self/fd/{path}"))
+    if dir_fd is not None:
+        return os.path.join(os.fsencode(os.readlink(f"/proc/self/fd/{dir_fd}")), os.fsencode(path))
+    return os.fsencode(path)
 
-    def __init__(self, entries: list[os.DirEntry[bytes]]) -> None:
+
+class _ListedDir:
+    """What os.scandir returns, from a list captured earlier. The real iterator stays open until the walk
+    closes this one: entries of an fd-based scandir lstat through its (duplicated) fd."""
+
+    def __init__(self, it: Any, entries: list[os.DirEntry[Any]]) -> None:
+        self._real = it
         self._it = iter(entries)
 
     def __iter__(self) -> _ListedDir:
         return self
 
-    def __next__(self) -> os.DirEntry[bytes]:
+    def __next__(self) -> os.DirEntry[Any]:
         return next(self._it)
 
     def __enter__(self) -> _ListedDir:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        self.close()
 
     def close(self) -> None:
-        pass
+        self._real.close()
 
 
 def delete_between_scandir_and_stat(monkeypatch: pytest.MonkeyPatch, directory: Path, victim: Path) -> None:
@@ -510,12 +522,48 @@ def delete_between_scandir_and_stat(monkeypatch: pytest.MonkeyPatch, directory: 
 
     def scandir(path: Any = ".") -> Any:
         it = real(path)
-        if os.fsencode(path) != target:
+        if resolved(path) != target:
             return it
-        with it:
-            entries = list(it)
+        entries = list(it)
         os.unlink(victim)
-        return _ListedDir(entries)
+        return _ListedDir(it, entries)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+class _Hooked:
+    """A real scandir iterator that runs ``action`` once the walk closes it (it has listed the directory and
+    lstat'ed its entries; its subdirs are not open yet)."""
+
+    def __init__(self, it: Any, action: Callable[[], None]) -> None:
+        self._real = it
+        self._action: Callable[[], None] | None = action
+
+    def __iter__(self) -> Any:
+        return iter(self._real)
+
+    def __enter__(self) -> _Hooked:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._real.close()
+        if self._action is not None:
+            action, self._action = self._action, None
+            action()
+
+
+def after_listing(monkeypatch: pytest.MonkeyPatch, directory: Path, action: Callable[[], None]) -> None:
+    """Run ``action`` right after the walk has listed ``directory`` (between the lstat of a subdir and its
+    open: where a swap is a TOCTOU race)."""
+    real = os.scandir
+    target = os.fsencode(str(directory))
+
+    def scandir(path: Any = ".") -> Any:
+        it = real(path)
+        return _Hooked(it, action) if resolved(path) == target else it
 
     monkeypatch.setattr(os, "scandir", scandir)
 

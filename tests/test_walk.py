@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
+import shutil
 import stat
+import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ from tests.synthetic import (
     Layer,
     SyntheticRoot,
     add_odd_files,
+    after_listing,
     can_mount,
     delete_between_scandir_and_stat,
     du_allocated,
@@ -34,6 +39,7 @@ from tests.synthetic import (
     find_count,
     mounted,
     mounts_under,
+    resolved,
 )
 
 needs_mount = pytest.mark.skipif(not can_mount(), reason="needs root and mount(8)")
@@ -242,22 +248,33 @@ def test_small_batches_give_the_same_rows(sr: SyntheticRoot, odd_layer: tuple[La
 def test_fifo_and_symlink_recorded_never_opened(sr: SyntheticRoot, odd_layer: tuple[Layer, dict[str, bytes]],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     layer, odd = odd_layer
-    opened: list[bytes] = []
+    opened: list[tuple[bytes, int]] = []  # (absolute path, flags)
     real_open = os.open
 
-    def spy(path: Any, flags: int, *args: Any, **kw: Any) -> int:
-        opened.append(os.fsencode(path))
-        return real_open(path, flags, *args, **kw)
+    def spy(path: Any, flags: int, *args: Any, dir_fd: int | None = None, **kw: Any) -> int:
+        where = os.fsencode(os.readlink(f"/proc/self/fd/{dir_fd}")) if dir_fd is not None else b""
+        opened.append((os.path.join(where, os.fsencode(path)), flags))
+        return real_open(path, flags, *args, dir_fd=dir_fd, **kw)
 
     monkeypatch.setattr(os, "open", spy)
     _, rows, errors = walk_layer(sr.overlay, layer.dir_id, "full")
     monkeypatch.undo()
     assert errors == []
     diff = os.fsencode(str(layer.diff))
-    assert os.path.join(diff, odd["fifo"]) not in opened
-    assert os.path.join(diff, odd["shadow"]) not in opened
-    assert b"/etc/shadow" not in opened
-    assert opened and all(stat.S_ISREG(os.lstat(p).st_mode) for p in opened)
+    paths = [p for p, _ in opened]
+    assert os.path.join(diff, odd["fifo"]) not in paths
+    assert os.path.join(diff, odd["shadow"]) not in paths
+    assert b"/etc/shadow" not in paths
+    # Only regular files (to hash, and the link/lower markers to read) and directories (each once, to list
+    # it), never through a symlink at the end.
+    dirs = [p for p, f in opened if f & os.O_DIRECTORY]
+    assert dirs and len(set(dirs)) == len(dirs), [p for p, n in collections.Counter(dirs).items() if n > 1]
+    for p, flags in opened:
+        assert flags & os.O_NOFOLLOW, p
+        mode = os.lstat(p).st_mode
+        assert stat.S_ISREG(mode) or (stat.S_ISDIR(mode) and flags & os.O_DIRECTORY), p
+    assert {p for p, f in opened if f & os.O_DIRECTORY} == \
+        {os.fsencode(str(d)) for d in [layer.path, *layer.path.rglob("*")] if d.is_dir() and not d.is_symlink()}
     rows_by = by_raw_path(rows)
     fifo = rows_by[b"diff/" + odd["fifo"]]
     assert (fifo["type"], fifo["hash"], fifo["link_target"]) == ("p", None, None)
@@ -274,11 +291,11 @@ def test_file_replaced_by_fifo_after_lstat_is_not_read(sr: SyntheticRoot, monkey
     target = sr.write(layer, "swap", b"data")
     real_hash = walk.content_hash
 
-    def swap_then_hash(path: bytes, st_: os.stat_result, mode: str) -> bytes:
-        if path == os.fsencode(str(target)):
+    def swap_then_hash(path: str | bytes, st_: os.stat_result, mode: str, dir_fd: int | None = None) -> bytes:
+        if resolved(path, dir_fd) == os.fsencode(str(target)):
             os.unlink(target)
             os.mkfifo(target)
-        return real_hash(path, st_, mode)
+        return real_hash(path, st_, mode, dir_fd)
 
     monkeypatch.setattr(walk, "content_hash", swap_then_hash)
     res, rows, errors = walk_layer(sr.overlay, layer.dir_id, "full")
@@ -312,15 +329,15 @@ def test_unreadable_dir_is_an_error_row_not_a_crash(sr: SyntheticRoot, monkeypat
     layer = sr.add_layer()
     sr.write(layer, "locked/inner", b"x")
     sr.write(layer, "open/fine", b"x")
-    real = os.scandir
+    real = os.open
     locked = os.fsencode(str(layer.diff / "locked"))
 
-    def scandir(path: Any = ".") -> Any:
-        if os.fsencode(path) == locked:
+    def refuse(path: Any, flags: int, *args: Any, dir_fd: int | None = None, **kw: Any) -> int:
+        if resolved(path, dir_fd) == locked:  # root reads anything: refuse the way the kernel would
             raise PermissionError(errno.EACCES, "Permission denied", path)
-        return real(path)
+        return real(path, flags, *args, dir_fd=dir_fd, **kw)
 
-    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "open", refuse)
     res, rows, errors = walk_layer(sr.overlay, layer.dir_id)
     assert [(e["op"], e["errno"], e["object"]) for e in errors] == \
         [("scandir", errno.EACCES, f"overlay2/{layer.dir_id}/diff/locked")]
@@ -328,28 +345,203 @@ def test_unreadable_dir_is_an_error_row_not_a_crash(sr: SyntheticRoot, monkeypat
     assert {"diff/locked", "diff/open/fine"} <= {r["path"] for r in rows}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="walk.py builds absolute paths: entries whose host path exceeds PATH_MAX "
-           "(4096) fail lstat with ENAMETOOLONG and their subtree is skipped; needs "
-           "a dir_fd-relative walk (openat/fstatat)",
-)
-def test_paths_longer_than_path_max_are_walked(sr: SyntheticRoot) -> None:
-    layer = sr.add_layer()
-    fd = os.open(layer.diff, os.O_RDONLY | os.O_DIRECTORY)
+@pytest.fixture
+def rm_after() -> Iterator[list[Path]]:
+    """Dirs to remove with ``rm -rf`` after the test: pytest's own clean-up (shutil.rmtree) recurses once
+    per level and fails on the deep trees these tests make."""
+    dirs: list[Path] = []
+    yield dirs
+    for d in dirs:
+        subprocess.run(["rm", "-rf", str(d)], check=True)
+
+
+def make_chain(top: Path, depth: int, name: bytes) -> None:
+    """top/name/name/... (depth levels) and a file ``leaf`` at the bottom, made through dir fds: the path can
+    be far longer than PATH_MAX."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        for _ in range(18):  # 18 * 256 bytes > PATH_MAX
-            os.mkdir(b"D" * 255, dir_fd=fd)
-            nfd = os.open(b"D" * 255, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        for _ in range(depth):
+            os.mkdir(name, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
             os.close(fd)
             fd = nfd
         os.close(os.open(b"leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
     finally:
         os.close(fd)
-    res, _, errors = walk_layer(sr.overlay, layer.dir_id)
+
+
+def test_paths_longer_than_path_max_are_walked(sr: SyntheticRoot, rm_after: list[Path]) -> None:
+    layer = sr.add_layer()
+    rm_after.append(layer.path)
+    make_chain(layer.diff, 18, b"D" * 255)  # 18 * 256 bytes > PATH_MAX
+    res, rows, errors = walk_layer(sr.overlay, layer.dir_id)
     assert errors == []
+    assert res.file_count == find_count(layer.path) == len(rows)
+    deepest = "diff/" + "/".join(["D" * 255] * 18) + "/leaf"
+    assert len(deepest.encode()) > 4096 and deepest in {r["path"] for r in rows}
+
+
+def make_comb(top: Path, depth: int, siblings: int = 3) -> None:
+    """A chain top/d/d/... where every level also has ``siblings`` empty dirs: whatever the readdir order,
+    most levels keep a sibling waiting while the walk goes down (a parent fd each, past any fd budget)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            for i in range(siblings):
+                os.mkdir(f"s{i}", dir_fd=fd)
+            os.mkdir("d", dir_fd=fd)
+            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    finally:
+        os.close(fd)
+
+
+def test_deep_comb_past_the_fd_budget_is_linear(sr: SyntheticRoot, rm_after: list[Path]) -> None:
+    """3,000 levels that each keep siblings waiting: parent fds past max_open are not kept, subdirs are
+    reached by climbing with "..", every entry is recorded once, no fd is left open."""
+    layer = sr.add_layer()
+    rm_after.append(layer.path)
+    make_comb(layer.diff, 3000)
+    before = set(os.listdir("/proc/self/fd"))
+    res, rows, errors = walk_rows(sr.overlay, layer.dir_id)
+    assert set(os.listdir("/proc/self/fd")) == before
+    assert errors == [] and res.walk_status == "ok"
+    paths = [r["path"] for r in rows]
+    assert len(paths) == len(set(paths)) == find_count(layer.path) == 3 + 4 * 3000
+    assert "diff/" + "/".join(["d"] * 2999) + "/s2" in set(paths)
+
+
+def walk_rows(overlay: Path, name: str, **kw: Any) -> tuple[LayerResult, list[dict[str, Any]], list[dict[str, Any]]]:
+    batches: list[pa.RecordBatch] = []
+    w = LayerWalker(os.fsencode(str(overlay)), "overlay2", "partial", frozenset(), batches.append)
+    for k, v in kw.items():
+        setattr(w.tree, k, v)
+    res = w.walk(os.fsencode(name))
+    w.flush()
+    return res, pa.Table.from_batches(batches, schema=FILES.schema).to_pylist(), w.errors
+
+
+@pytest.mark.parametrize("max_open", [0, 1, 3])
+def test_dirs_reopened_when_parent_fds_are_not_kept(sr: SyntheticRoot, max_open: int, rm_after: list[Path],
+                                                    odd_layer: tuple[Layer, dict[str, bytes]]) -> None:
+    """With few (or no) parent fds kept, subdirs are reopened (climbing with ".." past PATH_MAX): the same
+    rows, no fd left open."""
+    layer, _ = odd_layer
+    rm_after.append(layer.path)
+    make_chain(layer.diff, 40, b"E" * 200)  # 8 kB of path: two chunks
+    for i in range(4):  # a wide, deep comb: every level keeps subdirs waiting
+        make_chain(layer.diff / "odd", 30, b"c%d" % i)
+    before = set(os.listdir("/proc/self/fd"))
+    res_all, all_rows, errs_all = walk_rows(sr.overlay, layer.dir_id)
+    res, rows, errors = walk_rows(sr.overlay, layer.dir_id, max_open=max_open)
+    assert set(os.listdir("/proc/self/fd")) == before
+    assert errors == errs_all == []
+    assert rows == all_rows and res == res_all
     assert res.file_count == find_count(layer.path)
+
+
+def test_many_dirs_waiting_keep_at_most_max_open_fds(sr: SyntheticRoot, monkeypatch: pytest.MonkeyPatch) -> None:
+    layer = sr.add_layer()
+    for i in range(6):
+        make_chain(layer.diff, 50, b"w%d" % i)  # 50 levels of dirs that each have a sibling chain waiting
+        (layer.diff / f"w{i}" / "x").mkdir()
+    most = [0]
+    real = os.scandir
+
+    def count(path: Any = ".") -> Any:
+        most[0] = max(most[0], len(os.listdir("/proc/self/fd")))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", count)
+    base = len(os.listdir("/proc/self/fd"))
+    res, _, errors = walk_rows(sr.overlay, layer.dir_id, max_open=5)
+    assert errors == [] and res.file_count == find_count(layer.path)
+    assert most[0] - base <= 5 + 3, most[0] - base  # the kept ones + top + the dir being listed (+ listdir's)
+
+
+def test_dir_swapped_for_a_symlink_after_lstat_is_not_followed(sr: SyntheticRoot, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """TOCTOU: diff/sub is a directory when its parent is listed, a symlink to /etc-like bait when the walk
+    gets to it. The walk must not list the bait: one errors row, nothing below diff/sub."""
+    layer = sr.add_layer()
+    sr.write(layer, "sub/mine", b"x")
+    bait = tmp_path / "bait"
+    (bait / "deeper").mkdir(parents=True)
+    (bait / "shadow").write_bytes(b"secret")
+
+    def swap() -> None:
+        os.rename(layer.diff / "sub", layer.diff / "moved")
+        os.symlink(bait, layer.diff / "sub")
+
+    after_listing(monkeypatch, layer.diff, swap)
+    res, rows, errors = walk_rows(sr.overlay, layer.dir_id)
+    assert not [r for r in rows if r["path"].startswith("diff/sub/")]
+    # O_NOFOLLOW|O_DIRECTORY on a symlink: ENOTDIR
+    assert [(e["object"], e["op"], e["errno"]) for e in errors] == [(f"overlay2/{layer.dir_id}/diff/sub", "scandir",
+                                                                     errno.ENOTDIR)]
+    assert res.walk_status == "partial"
+
+
+def test_dir_swapped_for_another_dir_is_not_listed(sr: SyntheticRoot, monkeypatch: pytest.MonkeyPatch) -> None:
+    layer = sr.add_layer()
+    sr.write(layer, "sub/mine", b"x")
+
+    def swap() -> None:
+        os.rename(layer.diff / "sub", layer.diff / "moved")
+        (layer.diff / "sub").mkdir()
+        (layer.diff / "sub" / "planted").write_bytes(b"y")
+
+    after_listing(monkeypatch, layer.diff, swap)
+    _, rows, errors = walk_rows(sr.overlay, layer.dir_id)
+    assert not [r for r in rows if r["path"].startswith("diff/sub/")]
+    assert len(errors) == 1 and "replaced" in errors[0]["message"], errors
+
+
+def test_ancestor_swapped_for_a_symlink_is_not_followed_from_the_top(sr: SyntheticRoot, tmp_path: Path) -> None:
+    """A dir given away to another walker is opened from the layer's top: if an ancestor became a symlink to a
+    copy of the tree meanwhile, the path reaches another inode, which is not listed."""
+    layer = sr.add_layer()
+    sr.write(layer, "a/b/c/d/mine", b"x")
+    ino = os.lstat(layer.diff / "a/b/c").st_ino
+    copy = tmp_path / "copy"
+    shutil.copytree(layer.diff / "a", copy)
+    (copy / "b" / "c" / "d" / "planted").write_bytes(b"y")
+    os.rename(layer.diff / "a", layer.diff / "moved")
+    os.symlink(copy, layer.diff / "a")
+    raws: list[Any] = []
+    tw = walk.TreeWalker(os.fsencode(str(sr.overlay)), "overlay2", "none", frozenset(), raws.append)
+    tw.walk_dirs(os.fsencode(layer.dir_id), os.lstat(layer.path).st_dev, [("diff/a/b/c", ino)])
+    assert raws == []
+    assert [(e["object"], e["errno"]) for e in tw.errors] == [(f"overlay2/{layer.dir_id}/diff/a/b/c", None)]
+    assert "replaced" in tw.errors[0]["message"]
+    # The same dir, not swapped: listed.
+    os.unlink(layer.diff / "a")
+    os.rename(layer.diff / "moved", layer.diff / "a")
+    tw.walk_dirs(os.fsencode(layer.dir_id), os.lstat(layer.path).st_dev, [("diff/a/b/c", ino)])
+    assert len(tw.errors) == 1 and sum(r[1] for r in raws) == 2  # d and d/mine
+
+
+def test_ancestor_moved_while_climbing_lists_the_dir_that_was_seen(sr: SyntheticRoot, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No parent fds kept: subdirs are opened by climbing from the dir listed last (".."), so an ancestor
+    swapped for a symlink to a planted copy is never entered; the directory lstat saw is listed."""
+    layer = sr.add_layer()
+    sr.write(layer, "a/b/c/d/mine", b"x")
+    copy = tmp_path / "copy"
+    shutil.copytree(layer.diff / "a", copy)
+    (copy / "b" / "c" / "d" / "planted").write_bytes(b"y")
+
+    def swap() -> None:
+        os.rename(layer.diff / "a", layer.diff / "moved")
+        os.symlink(copy, layer.diff / "a")
+
+    after_listing(monkeypatch, layer.diff / "a" / "b", swap)
+    _, rows, errors = walk_rows(sr.overlay, layer.dir_id, max_open=0)
+    assert errors == []
+    paths = {r["path"] for r in rows}
+    assert {"diff/a/b/c/d", "diff/a/b/c/d/mine"} <= paths
+    assert not [p for p in paths if "planted" in p]
 
 
 # --- content hashes ------------------------------------------------------------------------------------------

@@ -521,24 +521,33 @@ def make_deep(top: Path, depth: int) -> None:
         os.close(fd)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known: snapper/walk.py LayerWalker.walk uses absolute paths (walk.py:287 os.scandir(dpath), "
-           "walk.py:308 entry.stat() on entry.path): past PATH_MAX (4096 bytes) lstat fails with ENAMETOOLONG "
-           "and the subtree is skipped (one errors row, ~2,000 of 10,000 levels recorded); same issue as the "
-           "xfail test_paths_longer_than_path_max_are_walked in tests/test_walk.py. Fix: walk relative to "
-           "directory fds (os.scandir(fd), os.stat(name, dir_fd=fd, follow_symlinks=False)).",
-)
+def make_comb(top: Path, depth: int) -> None:
+    """top/d/d/... (depth levels) with an empty sibling ``s`` at every level: whatever the readdir order, many
+    levels keep a sibling waiting while the walk goes down (more than the walker's fd budget)."""
+    os.mkdir(top)
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("s", dir_fd=fd)
+            os.mkdir("d", dir_fd=fd)
+            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    finally:
+        os.close(fd)
+
+
 def test_ten_thousand_deep_directories(fresh_engine: EngineFactory, tmp_path: Path) -> None:
-    """A 10,000-deep directory chain (20 kB of path) in a container's upper dir: the collect finishes in time
-    (no recursion limit, no hang) and records every level and the file at the bottom, without errors."""
+    """A 10,000-deep directory chain (20 kB of path) in a container's upper dir, and a 10,000-deep comb (a
+    sibling waiting at each level): the collect finishes in time (no recursion limit, no hang, no fd
+    exhaustion) and records every level and the file at the bottom, without errors."""
     eng = fresh_engine()
     import_busybox(eng)
     eng.docker("create", "--network", "none", "--name", "deep", "bb:base")
     upper = upper_dir(eng, "container", "deep")
     try:
         make_deep(upper / "deep", DEPTH)
+        make_comb(upper / "comb", DEPTH)
         res = subprocess.run([*SNAPPER, "collect", "--root", str(eng.root), "--out", str(tmp_path / "s"), "-q",
                               "--no-api"], capture_output=True, text=True, timeout=300, env=ENV)
         assert res.returncode == 0, res.stderr
@@ -551,7 +560,12 @@ def test_ten_thousand_deep_directories(fresh_engine: EngineFactory, tmp_path: Pa
         assert errs == [], f"{len(errs)} errors, first: {errs[:1]}"
         assert deepest in paths and deepest + "/leaf" in paths
         assert sum(1 for p in paths if p.startswith("diff/deep/")) == DEPTH + 1
+        comb = [p for p in paths if p.startswith("diff/comb/")]
+        assert len(comb) == len(set(comb)) == 2 * DEPTH
+        assert "diff/comb/" + "/".join(["d"] * (DEPTH - 1)) + "/s" in comb
         assert layer_row["walk_status"] == "ok"
+        assert layer_row["file_count"] == int(subprocess.run(["sh", "-c", f"find {upper.parent} -xdev | wc -l"],
+                                                             capture_output=True, text=True).stdout)
     finally:
         # shutil.rmtree (Python 3.11) recurses once per level: rm -rf does not.
-        subprocess.run(["rm", "-rf", str(upper / "deep")], check=True)
+        subprocess.run(["rm", "-rf", str(upper / "deep"), str(upper / "comb")], check=True)
