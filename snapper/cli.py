@@ -10,12 +10,45 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import typer.core
 
 from snapper import __version__
 from snapper.errors import SnapperError, UsageError
 
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """Argument parsing errors (a missing argument, an unknown option or command, a bad option value) as one
+    line like every other error: ``snapper: error: <command>: <problem> (see '<command> --help')``, exit 2.
+    Typer raises its own (vendored) click exceptions: they are recognised by what they have, a
+    ``format_message()`` and an ``exit_code``, not by class."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except Exception as e:
+            fmt, code = getattr(e, "format_message", None), getattr(e, "exit_code", None)
+            if type(e).__name__ == "Abort":
+                print("snapper: interrupted", file=sys.stderr)
+                sys.exit(130)
+            if not callable(fmt) or not isinstance(code, int):
+                raise
+            if type(e).__name__ == "NoArgsIsHelpError":  # `snapper` alone: the help
+                print(fmt())
+                sys.exit(0)
+            ctx = getattr(e, "ctx", None)
+            cmd = getattr(ctx, "command_path", None) or "snapper"
+            message = " ".join(str(fmt()).split()).rstrip(".")
+            print(f"snapper: error: {cmd}: {message} (see '{cmd} --help')", file=sys.stderr)
+            sys.exit(code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
     name="snapper",
+    cls=_OneLineErrors,
     help="Forensic snapshots of Docker overlay2 storage: collect, find leaked layer dirs, diff over time.",
     no_args_is_help=True,
     add_completion=True,
@@ -595,10 +628,13 @@ def demo(
 
 def main() -> None:
     try:
-        app()
+        app(prog_name="snapper")
     except SnapperError as e:  # pragma: no cover - commands already map these
         print(f"snapper: error: {e.line()}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except BrokenPipeError:  # `snapper ... | head`: the reader is gone, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
 
 
 if __name__ == "__main__":

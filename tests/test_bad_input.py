@@ -250,12 +250,29 @@ def test_snapper_usage_errors_are_one_line_exit_2(good: Path, args: list[str], f
     assert_one_error_line(res, 2, None, fragment)
 
 
-@pytest.mark.parametrize("args", [["show"], ["explain", "{good}"], ["diff", "{good}"], ["leaks", "{good}",
-                                  "--min-bytes", "many"], ["show", "{good}", "--no-such-option"], ["no-such-command"]])
-def test_argument_parsing_errors_exit_2(good: Path, args: list[str]) -> None:
-    """Missing arguments, bad option values and unknown options: typer's own usage message (Usage: line,
-    hint, error box), exit 2, never a traceback."""
+@pytest.mark.parametrize("args,fragment", [
+    (["show"], "snapper show: Missing argument"),
+    (["explain", "{good}"], "snapper explain: Missing argument 'dir'"),
+    (["diff", "{good}"], "snapper diff: Missing argument 'new'"),
+    (["leaks", "{good}", "--min-bytes", "many"], "snapper leaks: Invalid value for '--min-bytes'"),
+    (["show", "{good}", "--no-such-option"], "snapper show: No such option: --no-such-option"),
+    (["no-such-command"], "snapper: No such command 'no-such-command'"),
+])
+def test_argument_parsing_errors_are_one_line_exit_2(good: Path, args: list[str], fragment: str) -> None:
+    """Missing arguments, bad option values and unknown options or commands (typer's own parsing): one line
+    naming the command and pointing at its --help, exit 2, never a traceback or a usage block."""
     res = invoke(*[a.format(good=good) for a in args])
-    assert res.exit_code == 2, (res.stdout, res.stderr)
-    assert "Traceback" not in res.stderr + res.stdout
-    assert "Usage:" in res.stderr
+    line = assert_one_error_line(res, 2, None, fragment)
+    assert line.endswith("--help')"), line
+    assert res.stdout == ""
+
+
+def test_argument_parsing_error_through_the_real_entry_point(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-c", "from snapper.cli import main; main()", "diff", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert_one_error_line(res, 2, None, "snapper diff: Missing argument 'new' (see 'snapper diff --help')")
+
+
+def test_no_arguments_print_the_help_exit_0() -> None:
+    res = invoke()
+    assert res.exit_code == 0 and "Usage: snapper" in res.stdout and "collect" in res.stdout
