@@ -254,9 +254,10 @@ class TreeWalker:
         self.top_str = ""
         self.top_fd = -1
         self.open_dirs = 0  # parent fds held by nodes
-        # Past max_open: the fd and relative path of the dir listed last, to climb from with ".."
+        # The dir listed last whose fd no node keeps (and its "rel/"): subdirs of parents past max_open are
+        # reached by climbing from it with ".."
         self.last_fd = -1
-        self.last_rel = ""
+        self.last_drel = ""
         # xattrs have no *at call: a subdir's are read through /proc/self/fd/<parent fd>/<name>
         self.proc_fd = os.path.isdir("/proc/self/fd")
         self.mps_str = frozenset(os.fsdecode(m) for m in mount_points)
@@ -424,7 +425,7 @@ class TreeWalker:
 
     def _open_sub(self, rel: str, d: _Dir, name: str, ino: int) -> int:
         """An fd of the dir ``rel`` (or -1 and an errors row): through its parent's fd when still open, else
-        from the top. Never follows a symlink at the end; checks the inode whichever way it was reached."""
+        reopened. Never follows a symlink at the end; checks the inode whichever way it was reached."""
         try:
             fd = _open_noatime(name, _DIR_FLAGS, d.fd) if d.fd >= 0 else self._reopen(rel, name, ino)
         except OSError as e:
@@ -448,8 +449,8 @@ class TreeWalker:
     def _reopen(self, rel: str, name: str, ino: int) -> int:
         """The parent's fd was not kept (past max_open): climb with ".." from the dir listed last when it is
         below the parent (depth-first, that is nearly always one or two levels), else come down from the top.
-        Linear in depth overall: a 100,000-deep comb of dirs that each keep a sibling waiting stays fast."""
-        last = self.last_rel
+        So a deep comb of dirs that each keep a sibling waiting costs one or two ".." per dir, not its depth."""
+        last = self.last_drel[:-1]
         parent = rel.rpartition("/")[0]
         if self.last_fd >= 0 and (not parent or last == parent or last.startswith(parent + "/")):
             ups = (last.count("/") + 1 if last else 0) - (parent.count("/") + 1 if parent else 0)
@@ -520,14 +521,11 @@ class TreeWalker:
         finally:
             if node.pending and self.open_dirs < self.max_open:
                 self.open_dirs += 1
-            elif self.open_dirs >= self.max_open:  # not kept: the next dir may climb from here
+            else:  # not kept by its node: the next dir reopened may climb from here (the same one close a dir)
+                node.fd = -1
                 if self.last_fd >= 0:
                     os.close(self.last_fd)
-                self.last_fd, self.last_rel = fd, drel[:-1]
-                node.fd = -1
-            else:
-                os.close(fd)
-                node.fd = -1
+                self.last_fd, self.last_drel = fd, drel
 
     def _list(self, fd: int, node: _Dir, drel: str, top: bool) -> None:
         """One directory: every entry's row; subdirs go on the stack."""
