@@ -478,6 +478,39 @@ def can_mount() -> bool:
     return os.geteuid() == 0 and shutil.which("mount") is not None
 
 
+# --- hostile shapes ---------------------------------------------------------------------------------------
+
+def make_chain(top: Path, depth: int, name: bytes = b"d") -> None:
+    """top/name/name/... (depth levels) and a file ``leaf`` at the bottom, made through dir fds: the path can
+    be far longer than PATH_MAX."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir(name, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        os.close(os.open(b"leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def make_comb(top: Path, depth: int, siblings: int = 3) -> None:
+    """A chain top/d/d/... where every level also has ``siblings`` empty dirs: whatever the readdir order,
+    most levels keep a sibling waiting while the walk goes down (a parent fd each, past any fd budget)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            for i in range(siblings):
+                os.mkdir(f"s{i}", dir_fd=fd)
+            os.mkdir("d", dir_fd=fd)
+            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    finally:
+        os.close(fd)
+
+
 # --- races -------------------------------------------------------------------------------------------------
 
 def resolved(path: Any, dir_fd: int | None = None) -> bytes:
@@ -490,21 +523,24 @@ def resolved(path: Any, dir_fd: int | None = None) -> bytes:
     return os.fsencode(path)
 
 
-class _ListedDir:
-    """What os.scandir returns, from a list captured earlier. The real iterator stays open until the walk
-    closes this one: entries of an fd-based scandir lstat through its (duplicated) fd."""
+class _Wrapped:
+    """What os.scandir returns, wrapping a real iterator: yields ``entries`` (captured earlier) when given, else
+    the real ones; when the walk closes it, the real iterator is closed (entries of an fd-based scandir lstat
+    through its duplicated fd, so it stays open until then) and ``action`` runs."""
 
-    def __init__(self, it: Any, entries: list[os.DirEntry[Any]]) -> None:
+    def __init__(self, it: Any, entries: list[os.DirEntry[Any]] | None = None,
+                 action: Callable[[], None] | None = None) -> None:
         self._real = it
-        self._it = iter(entries)
+        self._it = iter(entries) if entries is not None else iter(it)
+        self._action = action
 
-    def __iter__(self) -> _ListedDir:
+    def __iter__(self) -> _Wrapped:
         return self
 
     def __next__(self) -> os.DirEntry[Any]:
         return next(self._it)
 
-    def __enter__(self) -> _ListedDir:
+    def __enter__(self) -> _Wrapped:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -512,6 +548,9 @@ class _ListedDir:
 
     def close(self) -> None:
         self._real.close()
+        if self._action is not None:
+            action, self._action = self._action, None
+            action()
 
 
 def delete_between_scandir_and_stat(monkeypatch: pytest.MonkeyPatch, directory: Path, victim: Path) -> None:
@@ -526,33 +565,9 @@ def delete_between_scandir_and_stat(monkeypatch: pytest.MonkeyPatch, directory: 
             return it
         entries = list(it)
         os.unlink(victim)
-        return _ListedDir(it, entries)
+        return _Wrapped(it, entries)
 
     monkeypatch.setattr(os, "scandir", scandir)
-
-
-class _Hooked:
-    """A real scandir iterator that runs ``action`` once the walk closes it (it has listed the directory and
-    lstat'ed its entries; its subdirs are not open yet)."""
-
-    def __init__(self, it: Any, action: Callable[[], None]) -> None:
-        self._real = it
-        self._action: Callable[[], None] | None = action
-
-    def __iter__(self) -> Any:
-        return iter(self._real)
-
-    def __enter__(self) -> _Hooked:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._real.close()
-        if self._action is not None:
-            action, self._action = self._action, None
-            action()
 
 
 def after_listing(monkeypatch: pytest.MonkeyPatch, directory: Path, action: Callable[[], None]) -> None:
@@ -563,7 +578,7 @@ def after_listing(monkeypatch: pytest.MonkeyPatch, directory: Path, action: Call
 
     def scandir(path: Any = ".") -> Any:
         it = real(path)
-        return _Hooked(it, action) if resolved(path) == target else it
+        return _Wrapped(it, action=action) if resolved(path) == target else it
 
     monkeypatch.setattr(os, "scandir", scandir)
 

@@ -37,6 +37,8 @@ from tests.synthetic import (
     du_allocated,
     du_apparent,
     find_count,
+    make_chain,
+    make_comb,
     mounted,
     mounts_under,
     resolved,
@@ -355,21 +357,6 @@ def rm_after() -> Iterator[list[Path]]:
         subprocess.run(["rm", "-rf", str(d)], check=True)
 
 
-def make_chain(top: Path, depth: int, name: bytes) -> None:
-    """top/name/name/... (depth levels) and a file ``leaf`` at the bottom, made through dir fds: the path can
-    be far longer than PATH_MAX."""
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(depth):
-            os.mkdir(name, dir_fd=fd)
-            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-        os.close(os.open(b"leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
-    finally:
-        os.close(fd)
-
-
 def test_paths_longer_than_path_max_are_walked(sr: SyntheticRoot, rm_after: list[Path]) -> None:
     layer = sr.add_layer()
     rm_after.append(layer.path)
@@ -379,22 +366,6 @@ def test_paths_longer_than_path_max_are_walked(sr: SyntheticRoot, rm_after: list
     assert res.file_count == find_count(layer.path) == len(rows)
     deepest = "diff/" + "/".join(["D" * 255] * 18) + "/leaf"
     assert len(deepest.encode()) > 4096 and deepest in {r["path"] for r in rows}
-
-
-def make_comb(top: Path, depth: int, siblings: int = 3) -> None:
-    """A chain top/d/d/... where every level also has ``siblings`` empty dirs: whatever the readdir order,
-    most levels keep a sibling waiting while the walk goes down (a parent fd each, past any fd budget)."""
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(depth):
-            for i in range(siblings):
-                os.mkdir(f"s{i}", dir_fd=fd)
-            os.mkdir("d", dir_fd=fd)
-            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-    finally:
-        os.close(fd)
 
 
 def test_deep_comb_past_the_fd_budget_is_linear(sr: SyntheticRoot, rm_after: list[Path]) -> None:

@@ -29,7 +29,7 @@ import pytest
 
 from snapper.collect import CollectOptions, collect
 from snapper.snapshot import open_snapshot
-from tests.synthetic import SyntheticRoot, build_standard
+from tests.synthetic import SyntheticRoot, build_standard, make_chain, make_comb
 
 from .engine import EngineFactory, import_busybox
 from .scenarios import healthy_busy, upper_dir
@@ -505,38 +505,6 @@ def test_hostile_upper_dir(fresh_engine: EngineFactory, tmp_path: Path) -> None:
 DEPTH = 10_000
 
 
-def make_deep(top: Path, depth: int) -> None:
-    """top/d/d/.../d (depth levels) and a file at the bottom, made through dir fds: the path is far longer
-    than PATH_MAX, so no absolute path to the bottom could be used."""
-    os.mkdir(top)
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(depth):
-            os.mkdir("d", dir_fd=fd)
-            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-        os.close(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
-    finally:
-        os.close(fd)
-
-
-def make_comb(top: Path, depth: int) -> None:
-    """top/d/d/... (depth levels) with an empty sibling ``s`` at every level: whatever the readdir order, many
-    levels keep a sibling waiting while the walk goes down (more than the walker's fd budget)."""
-    os.mkdir(top)
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for _ in range(depth):
-            os.mkdir("s", dir_fd=fd)
-            os.mkdir("d", dir_fd=fd)
-            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-    finally:
-        os.close(fd)
-
-
 def test_ten_thousand_deep_directories(fresh_engine: EngineFactory, tmp_path: Path) -> None:
     """A 10,000-deep directory chain (20 kB of path) in a container's upper dir, and a 10,000-deep comb (a
     sibling waiting at each level): the collect finishes in time (no recursion limit, no hang, no fd
@@ -546,8 +514,10 @@ def test_ten_thousand_deep_directories(fresh_engine: EngineFactory, tmp_path: Pa
     eng.docker("create", "--network", "none", "--name", "deep", "bb:base")
     upper = upper_dir(eng, "container", "deep")
     try:
-        make_deep(upper / "deep", DEPTH)
-        make_comb(upper / "comb", DEPTH)
+        for top in ("deep", "comb"):
+            (upper / top).mkdir()
+        make_chain(upper / "deep", DEPTH)  # top/d/d/.../leaf, made through dir fds
+        make_comb(upper / "comb", DEPTH, siblings=1)  # top/d/d/... and s0 beside every d
         res = subprocess.run([*SNAPPER, "collect", "--root", str(eng.root), "--out", str(tmp_path / "s"), "-q",
                               "--no-api"], capture_output=True, text=True, timeout=300, env=ENV)
         assert res.returncode == 0, res.stderr
@@ -562,7 +532,7 @@ def test_ten_thousand_deep_directories(fresh_engine: EngineFactory, tmp_path: Pa
         assert sum(1 for p in paths if p.startswith("diff/deep/")) == DEPTH + 1
         comb = [p for p in paths if p.startswith("diff/comb/")]
         assert len(comb) == len(set(comb)) == 2 * DEPTH
-        assert "diff/comb/" + "/".join(["d"] * (DEPTH - 1)) + "/s" in comb
+        assert "diff/comb/" + "/".join(["d"] * (DEPTH - 1)) + "/s0" in comb
         assert layer_row["walk_status"] == "ok"
         assert layer_row["file_count"] == int(subprocess.run(["sh", "-c", f"find {upper.parent} -xdev | wc -l"],
                                                              capture_output=True, text=True).stdout)
