@@ -1,6 +1,6 @@
 """One collection -> one snapshot: overlay2 manifests plus every piece of Docker metadata, read-only.
 
-The walk runs in small worker processes (``_WalkPool``: whole layers or subtrees of a big one per task)
+The walk runs in small worker processes (``snapper.walkpool``: whole layers or subtrees of a big one per task)
 that stream raw column buffers back through pipes; the parent turns them into Arrow batches and is the
 only writer. With a base snapshot (``--base``, or the newest earlier one of the same data root in the
 series), committed layers whose dir signature is unchanged are copied from it, not walked
@@ -13,19 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
-import marshal
-import mmap
 import os
 import platform
 import queue
-import selectors
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -77,16 +70,8 @@ from snapper.schema import (
     Table,
 )
 from snapper.snapshot import SnapshotWriter, _create_private
-from snapper.walk import (
-    HASH_MODES,
-    LayerResult,
-    LayerTotals,
-    LayerWalker,
-    error_row,
-    show_bytes,
-    to_record_batch,
-    write_frame,
-)
+from snapper.walk import HASH_MODES, LayerResult, error_row, show_bytes
+from snapper.walkpool import walk_layers
 
 
 class Progress(Protocol):
@@ -265,173 +250,6 @@ def _statvfs(path: Path) -> dict[str, int]:
             "used_inodes": st.f_files - st.f_ffree}
 
 
-# --- walk workers ---------------------------------------------------------------------------------
-
-class _Layer:
-    """A layer being walked, possibly in several tasks: its totals come from every task's rows."""
-
-    def __init__(self, layer_id: str) -> None:
-        self.res = LayerResult(layer_id)
-        self.totals = LayerTotals()
-        self.errors: Rows = []
-        self.pending = 0
-
-
-class _WalkPool:
-    """``jobs`` walk worker processes (``python -I -S``, only snapper.walk loaded) fed tasks (at most two
-    queued each) through their stdin; rows come back as RawBatch frames on their stdout. A task is a whole
-    overlay2 entry or subtrees of one: when workers are idle and no task is queued, the longest-running worker is asked
-    (a flag in a shared memfd page, checked once per directory) to give away half of the dirs it has not
-    listed yet, so one huge layer keeps every worker busy. Memory stays bounded: a worker blocks on its pipe
-    when the parent is behind. Workers exit when the parent goes away (end of stdin, or EPIPE)."""
-
-    def __init__(self, overlay_dir: bytes, hash_mode: str, mount_points: frozenset[bytes], jobs: int,
-                 batch_rows: int = 8192) -> None:
-        import snapper
-
-        self.memfd = os.memfd_create("snapper-walk-flags")
-        os.ftruncate(self.memfd, mmap.PAGESIZE)
-        self.flags = mmap.mmap(self.memfd, mmap.PAGESIZE)
-        pkg_parent = str(Path(snapper.__file__).resolve().parent.parent)
-        code = (f"import sys; sys.path[:0] = {[pkg_parent, *sys.path]!r}; "
-                "from snapper.walk import worker_main; worker_main()")
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.stats: dict[str, int] = {"jobs": jobs, "tasks": 0, "subtree_tasks": 0}
-        try:
-            for slot in range(jobs):
-                p = subprocess.Popen([sys.executable, "-I", "-S", "-c", code], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, pass_fds=(self.memfd,))
-                self.procs.append(p)
-                assert p.stdin is not None and p.stdout is not None
-                with contextlib.suppress(OSError):  # fewer wake-ups with a bigger pipe (up to pipe-max-size)
-                    fcntl.fcntl(p.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
-                write_frame(p.stdin.fileno(), (overlay_dir, hash_mode, mount_points, batch_rows, self.memfd, slot))
-        except BaseException:
-            self.close()
-            raise
-
-    def run(self, names: list[bytes],
-            side: Iterator[pa.RecordBatch] | None = None) -> Iterator[tuple[str, Any, Any]]:
-        """Yields ("batch", RecordBatch, None) and ("layer", LayerResult, errors) as layers complete;
-        batches from ``side`` (rows copied from a base) are yielded whenever no worker has anything."""
-        tasks: deque[tuple[int, bytes, int, list[tuple[str, int]] | None]] = deque()
-        layers: dict[bytes, _Layer] = {}
-        task_layer: dict[int, bytes] = {}
-        for tid, name in enumerate(names):
-            tasks.append((tid, name, 0, None))
-            task_layer[tid] = name
-            layers[name] = _Layer(show_bytes(name)[0])
-            layers[name].pending = 1
-        next_tid = len(names)
-        self.stats = {"jobs": len(self.procs), "tasks": len(names), "subtree_tasks": 0}
-        workers = range(len(self.procs))
-        inflight: dict[int, deque[float]] = {w: deque() for w in workers}  # start times of assigned tasks
-        asked: set[int] = set()
-        bufs = {w: bytearray() for w in workers}
-        sel = selectors.DefaultSelector()
-        for w, p in enumerate(self.procs):
-            assert p.stdout is not None
-            os.set_blocking(p.stdout.fileno(), False)
-            sel.register(p.stdout.fileno(), selectors.EVENT_READ, w)
-        left = len(names)
-        try:
-            while left:
-                # Keep every worker at two tasks while there are plenty (it starts the next one without
-                # waiting for this loop), one when they run short (so no task waits behind another).
-                depth = 2 if len(tasks) > len(self.procs) else 1
-                for w in workers:
-                    while tasks and len(inflight[w]) < depth:
-                        tid, name, root_dev, dirs = tasks.popleft()
-                        inflight[w].append(time.monotonic())
-                        stdin = self.procs[w].stdin
-                        assert stdin is not None
-                        write_frame(stdin.fileno(), ("t", tid, name, root_dev, dirs))
-                idle = sum(1 for w in workers if not inflight[w])
-                if idle and not tasks and not asked:
-                    busy = [w for w in workers if inflight[w]]
-                    if busy:  # the longest-running task is likely the biggest: ask it to share
-                        w = min(busy, key=lambda k: inflight[k][0])
-                        self.flags[w] = 1
-                        asked.add(w)
-                events = sel.select(timeout=0 if side is not None else 5)
-                if not events and side is not None:
-                    rb = next(side, None)
-                    if rb is None:
-                        side = None
-                    else:
-                        yield "batch", rb, None
-                    continue
-                for key, _ in events:
-                    w = key.data
-                    try:
-                        chunk = os.read(key.fd, 1 << 20)
-                    except BlockingIOError:
-                        continue
-                    if not chunk:
-                        raise RuntimeError(f"walk worker {self.procs[w].pid} exited unexpectedly "
-                                           f"(status {self.procs[w].poll()})")
-                    buf = bufs[w]
-                    buf += chunk
-                    for msg in _frames(buf):
-                        kind, tid = msg[0], msg[1]
-                        if kind == "x":
-                            raise RuntimeError(f"walk worker {self.procs[w].pid} failed: {msg[2]}")
-                        lay = layers[task_layer[tid]]
-                        if kind == "b":
-                            raw = msg[2]
-                            lay.totals.add(raw)
-                            yield "batch", to_record_batch(raw), None
-                        elif kind == "g":  # a donation: split it among the idle workers
-                            asked.discard(w)
-                            dirs = msg[3]
-                            parts = max(1, min(idle, len(dirs)))
-                            for k in range(parts):
-                                tasks.append((next_tid, task_layer[tid], msg[2], dirs[k::parts]))
-                                task_layer[next_tid] = task_layer[tid]
-                                next_tid += 1
-                                lay.pending += 1
-                                self.stats["subtree_tasks"] += 1
-                        elif kind == "d":
-                            asked.discard(w)
-                            inflight[w].popleft()
-                            if inflight[w]:
-                                inflight[w][0] = time.monotonic()
-                            if msg[2] is not None:
-                                lay.res = LayerResult(**msg[2])
-                            lay.errors += msg[4]
-                            lay.pending -= 1
-                            if lay.pending == 0:
-                                left -= 1
-                                res = lay.totals.result(lay.res)
-                                res.walk_errors = len(lay.errors)
-                                if res.walk_errors and res.walk_status == "ok":
-                                    res.walk_status = "partial"
-                                del layers[task_layer[tid]]
-                                yield "layer", res, lay.errors
-        finally:
-            sel.close()
-        for rb in side or ():
-            yield "batch", rb, None
-
-    def close(self) -> None:
-        """Stop the workers: end of tasks on stdin, and no reader on stdout (a worker blocked writing a
-        batch gets EPIPE and exits at once); killed after 5 s."""
-        for p in self.procs:
-            for pipe in (p.stdout, p.stdin):
-                with contextlib.suppress(OSError):
-                    if pipe is not None:
-                        pipe.close()
-        deadline = time.monotonic() + 5
-        for p in self.procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self.flags.close()
-        os.close(self.memfd)
-
-
 def _malloc_trim() -> None:
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
@@ -488,46 +306,6 @@ class _BackgroundWriter:
         self.thread.join()
         if self.error is not None and exc[0] is None:
             raise self.error
-
-
-def _frames(buf: bytearray) -> Iterator[Any]:
-    """Complete frames at the start of ``buf`` (consumed from it)."""
-    while len(buf) >= 8:
-        n = int.from_bytes(buf[:8], "little")
-        if len(buf) < 8 + n:
-            return
-        msg = marshal.loads(memoryview(buf)[8:8 + n])
-        del buf[:8 + n]
-        yield msg
-
-
-def _walk_inline(overlay_dir: bytes, names: list[bytes], hash_mode: str,
-                 mount_points: frozenset[bytes]) -> Iterator[tuple[str, Any, Any]]:
-    out: list[pa.RecordBatch] = []
-    walker = LayerWalker(overlay_dir, "overlay2", hash_mode, mount_points, out.append, batch_rows=16384)
-    for name in names:
-        res = walker.walk(name)
-        walker.flush()
-        while out:
-            yield "batch", out.pop(0), None
-        yield "layer", res, walker.errors
-        walker.errors = []
-
-
-def _walk(overlay_dir: bytes, names: list[bytes], hash_mode: str, mount_points: frozenset[bytes], jobs: int,
-          side: Iterator[pa.RecordBatch], stats: dict[str, int]) -> Iterator[tuple[str, Any, Any]]:
-    if jobs <= 1 or not names:
-        stats.update(jobs=1, tasks=len(names), subtree_tasks=0)
-        for rb in side:
-            yield "batch", rb, None
-        yield from _walk_inline(overlay_dir, names, hash_mode, mount_points)
-        return
-    pool = _WalkPool(overlay_dir, hash_mode, mount_points, jobs)
-    try:
-        yield from pool.run(names, side)
-    finally:
-        pool.close()
-        stats.update(pool.stats)
 
 
 # --- metadata ---------------------------------------------------------------------------------------
@@ -683,7 +461,7 @@ def _collect_into(writer: _SnapshotWriter, opts: CollectOptions, root: Path, roo
 
     walk_stats: dict[str, int] = {}
     with _BackgroundWriter(writer) as files_out:
-        for kind, payload, extra in _walk(overlay_dir, plan.walk, opts.hash_mode, mount_points, jobs, side(),
+        for kind, payload, extra in walk_layers(overlay_dir, plan.walk, opts.hash_mode, mount_points, jobs, side(),
                                           walk_stats):
             if kind == "batch":
                 files_out.put(payload, payload.column(0).dictionary[0].as_py() in plan.stable)

@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snapper import walk
+from snapper.filerows import LayerWalker
 from snapper.metadata.mountinfo import read_mountinfo
 from snapper.schema import FILES
-from snapper.walk import PARTIAL_CHUNK, LayerResult, LayerWalker, show_bytes, type_char
+from snapper.walk import PARTIAL_CHUNK, LayerResult, show_bytes, type_char
 from tests.synthetic import (
     LONG_NAME,
     NEWLINE,
