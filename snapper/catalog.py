@@ -22,11 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
 from snapper.errors import QueryError, UsageError
+
+if TYPE_CHECKING:
+    import duckdb
 
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.*?)\s*$")
 _PARAM = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s+([A-Z]+)\s*(?:=\s*(.+?))?\s*$")
@@ -188,6 +191,8 @@ def _materialize(con: duckdb.DuckDBPyConnection, query: Query) -> None:
 
 def run(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, object] | None = None) -> pa.Table:
     """Run a catalogue query on a connection where the snapshot views are bound."""
+    import duckdb
+
     q = get(name)
     known = {p.name: p for qq in [*view_order([name]), q] for p in qq.params}
     for k in params or {}:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -20,6 +19,9 @@ from snapper import catalog
 from snapper.errors import UsageError
 from snapper.snapshot import Snapshot, connect, find_snapshots, open_snapshot
 from snapper.verdict import DEFAULT_GRACE_S, resolve_layer
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def bind(snaps: Sequence[Snapshot]) -> duckdb.DuckDBPyConnection:

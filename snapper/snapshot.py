@@ -18,14 +18,16 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from snapper.errors import OutputError, SnapshotError
 from snapper.schema import SCHEMA_VERSION, TABLES, Table
+
+if TYPE_CHECKING:  # duckdb (15 MB) is imported by the functions that query: a collect never loads it
+    import duckdb
 
 MANIFEST = "manifest.json"
 PARTIAL_MARK = ".snapper-partial"
@@ -323,6 +325,8 @@ def view_statements(snaps: Snapshot | Sequence[Snapshot]) -> list[str]:
 
 def connect(snaps: Snapshot | Sequence[Snapshot],
             con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+    import duckdb
+
     con = con or duckdb.connect()
     for stmt in view_statements(snaps):
         con.execute(stmt)

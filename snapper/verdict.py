@@ -9,13 +9,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
 from snapper import catalog
 from snapper.errors import UsageError
 from snapper.snapshot import Snapshot, connect, open_snapshot
+
+if TYPE_CHECKING:
+    import duckdb
 
 DEFAULT_GRACE_S = 3600
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
