@@ -119,13 +119,16 @@ def history(args: Sequence[str | Path], grace_s: int = DEFAULT_GRACE_S, window_s
     con = bind(snaps)
     p = {"grace_seconds": grace_s}
     rate = catalog.run(con, "history_rate", p).to_pylist()
+    # The newest snapshot by number, not -1 ("the newest" in SQL): a constant lets DuckDB skip the other
+    # snapshots' files (24 x 1M files: attribution 4.0 -> 2.4 s, duplicates 2.3 -> 0.7, prefixes 1.7 -> 0.2).
+    last = {**p, "snap": len(snaps) - 1}
     return History(
         snaps,
         catalog.run(con, "history", p),
         catalog.run(con, "history_timeline", p),
         rate[0] if rate else {},
-        catalog.run(con, "attribution", {**p, "snap": -1}),
-        catalog.run(con, "duplicates", {**p, "snap": -1}),
-        catalog.run(con, "leak_prefixes", {**p, "snap": -1}),
-        catalog.run(con, "leak_neighbours", {**p, "snap": -1, "window_seconds": window_s}),
+        catalog.run(con, "attribution", last),
+        catalog.run(con, "duplicates", last),
+        catalog.run(con, "leak_prefixes", last),
+        catalog.run(con, "leak_neighbours", {**last, "window_seconds": window_s}),
     )
