@@ -199,7 +199,15 @@ def run(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, object] 
         if k not in known:
             raise UsageError(f"--param {k}", f"query {name} has no such parameter",
                              f"parameters: {', '.join(known) or 'none'}")
-    set_params(con, q, params)
+    given = dict(params or {})
+    snap = known.get("snap")
+    if snap is not None and snap.default is not None:
+        value = given.get("snap", snap.convert(snap.default.strip("'")))
+        if isinstance(value, int) and value < 0:  # "the newest": as a number, so DuckDB can skip the others' files
+            newest = con.execute("SELECT max(snap) FROM snapshots").fetchall()[0][0]
+            if newest is not None:
+                given["snap"] = newest
+    set_params(con, q, given)
     try:
         _materialize(con, q)
         return con.sql(q.body()).to_arrow_table()

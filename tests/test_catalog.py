@@ -145,3 +145,19 @@ def test_readme_query_catalogue_is_generated_from_headers() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("<!-- queries:begin -->\n", 1)[1].split("<!-- queries:end -->", 1)[0]
     assert section == catalog.markdown(), "regenerate from snapper.catalog.markdown()"
+
+
+@pytest.mark.parametrize("name", ["attribution", "duplicates", "leak_prefixes", "leak_neighbours"])
+def test_snap_minus_one_is_the_newest_snapshot(name: str) -> None:
+    """run() hands DuckDB the newest snapshot's number for snap = -1 (so it can skip the other snapshots'
+    files); the answer is the one the SQL gives for -1 in the duckdb shell, and the one for that number."""
+    from snapper.snapshot import find_snapshots
+
+    series = Path(__file__).parent / "data" / "series"
+    snaps = find_snapshots([series])
+    con = connect(snaps)
+    catalog.bind_views(con)
+    newest = catalog.run(con, name, {"snap": len(snaps) - 1})
+    assert catalog.run(con, name, {"snap": -1}) == newest == catalog.run(con, name)
+    catalog.set_params(con, catalog.get(name), {"snap": -1})  # the SQL alone, as the duckdb shell runs it
+    assert con.sql(catalog.get(name).body()).to_arrow_table() == newest
