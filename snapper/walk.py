@@ -518,7 +518,7 @@ class TreeWalker:
         finally:
             if node.pending and self.open_dirs < self.max_open:
                 self.open_dirs += 1
-            else:  # not kept by its node: the next dir reopened may climb from here (the same one close a dir)
+            else:  # not kept by its node: the next reopened dir may climb from here (still one close per dir)
                 node.fd = -1
                 if self.last_fd >= 0:
                     os.close(self.last_fd)
