@@ -538,9 +538,8 @@ class TreeWalker:
         hashing = self.hash_mode != "none"
         mps = self.mps_str
         root_dev = self.root_dev
-        # the absolute path only to compare with mountinfo's mount points (and for xattrs without /proc)
-        abs_dir = self.top_str + "/" + drel if mps or not self.proc_fd else ""
-        xattr_dir = f"/proc/self/fd/{fd}/" if self.proc_fd else abs_dir
+        abs_dir = self.top_str + "/" + drel if mps else ""  # only to compare with mountinfo's mount points
+        xattr_dir = f"/proc/self/fd/{fd}/" if self.proc_fd else ""
         dirs = subdirs = 0
         with it:
             while True:
@@ -569,12 +568,15 @@ class TreeWalker:
                             if st.st_dev != root_dev or (mps and abs_dir + name in mps):
                                 self.mounts.append(len(names) - 1)
                             else:
-                                xpath = xattr_dir + name
-                                try:
-                                    if listxattr(xpath, follow_symlinks=False):  # rare: look closer
+                                if xattr_dir:
+                                    xpath = xattr_dir + name
+                                    try:
+                                        if listxattr(xpath, follow_symlinks=False):  # rare: look closer
+                                            self._check_opaque(len(names) - 1, drel + name, xpath)
+                                    except OSError:
                                         self._check_opaque(len(names) - 1, drel + name, xpath)
-                                except OSError:
-                                    self._check_opaque(len(names) - 1, drel + name, xpath)
+                                else:  # no /proc: through an fd of the dir itself
+                                    self._check_opaque_at(len(names) - 1, drel + name, fd, name, st)
                                 stack_append((node, name, st.st_ino))
                                 subdirs += 1
                         elif fmt == _S_IFLNK:
@@ -689,9 +691,27 @@ class TreeWalker:
         except (OSError, ValueError) as e:
             self._error(name, "read", e)
 
-    def _check_opaque(self, row: int, rel: str, path: str | bytes) -> None:
+    def _check_opaque_at(self, row: int, rel: str, dir_fd: int, name: str, st: os.stat_result) -> None:
+        """Opaque flag of ``name`` in ``dir_fd`` without /proc: open it (O_NOFOLLOW|O_DIRECTORY, the inode
+        lstat saw) and read its xattrs through that fd."""
         try:
-            names = os.listxattr(path, follow_symlinks=False)
+            fd = _open_noatime(name, _DIR_FLAGS, dir_fd)
+        except OSError as e:
+            if e.errno != errno_mod.ENOENT:  # gone: its own listing says so
+                self._error(rel, "listxattr", e)
+            return
+        try:
+            fst = os.fstat(fd)
+            if fst.st_ino == st.st_ino and fst.st_dev == st.st_dev:
+                self._check_opaque(row, rel, fd)
+        finally:
+            os.close(fd)
+
+    def _check_opaque(self, row: int, rel: str, path: str | bytes | int) -> None:
+        """``path`` is a path (never followed at the end) or an fd of the dir."""
+        nofollow = {} if isinstance(path, int) else {"follow_symlinks": False}
+        try:
+            names = os.listxattr(path, **nofollow)
         except OSError as e:
             if e.errno not in (errno_mod.ENOTSUP, errno_mod.ENOENT):
                 self._error(rel, "listxattr", e)
@@ -699,7 +719,7 @@ class TreeWalker:
         for attr in _OPAQUE_XATTRS:
             if attr in names:
                 try:
-                    if os.getxattr(path, attr, follow_symlinks=False) == b"y":
+                    if os.getxattr(path, attr, **nofollow) == b"y":
                         self.opaque.append(row)
                 except OSError:
                     pass

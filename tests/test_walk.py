@@ -384,6 +384,31 @@ def test_deep_comb_past_the_fd_budget_is_linear(sr: SyntheticRoot, rm_after: lis
     assert "diff/" + "/".join(["d"] * 2999) + "/s2" in set(paths)
 
 
+def test_opaque_dirs_found_past_path_max_with_or_without_proc(sr: SyntheticRoot, rm_after: list[Path],
+                                                             odd_layer: tuple[Layer, dict[str, bytes]]) -> None:
+    """xattrs have no *at calls: they are read through /proc/self/fd/<parent>/<name>, or without /proc
+    through an fd of the dir itself; either way an opaque dir deeper than PATH_MAX is flagged."""
+    layer, _ = odd_layer
+    rm_after.append(layer.path)
+    make_chain(layer.diff, 18, b"O" * 255)
+    fd = os.open(layer.diff, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(18):
+            nfd = os.open(b"O" * 255, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        os.setxattr(fd, "trusted.overlay.opaque", b"y")
+    finally:
+        os.close(fd)
+    deepest = "diff/" + "/".join(["O" * 255] * 18)
+    _, with_proc, errors = walk_rows(sr.overlay, layer.dir_id)
+    _, without, errors_without = walk_rows(sr.overlay, layer.dir_id, proc_fd=False)
+    assert errors == errors_without == []
+    assert without == with_proc
+    opaque = {r["path"] for r in with_proc if r["opaque"]}
+    assert deepest in opaque and len(opaque) >= 2  # and the odd layer's own opaque dir
+
+
 def walk_rows(overlay: Path, name: str, **kw: Any) -> tuple[LayerResult, list[dict[str, Any]], list[dict[str, Any]]]:
     batches: list[pa.RecordBatch] = []
     w = LayerWalker(os.fsencode(str(overlay)), "overlay2", "partial", frozenset(), batches.append)
