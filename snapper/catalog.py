@@ -51,6 +51,9 @@ class Param:
     type: str
     default: str | None
 
+    def default_value(self) -> object | None:
+        return None if self.default is None else self.convert(self.default.strip("'"))
+
     def convert(self, text: str) -> object:
         if self.type == "BOOLEAN":
             if text.lower() not in ("true", "false", "1", "0"):
@@ -153,7 +156,7 @@ def set_params(con: duckdb.DuckDBPyConnection, query: Query, given: Mapping[str,
             if p.name in given:
                 value: object = given[p.name]
             elif p.default is not None:
-                value = p.convert(p.default.strip("'"))
+                value = p.default_value()
             else:
                 raise UsageError(f"query {query.name}", f"parameter {p.name} has no default",
                                  f"pass --param {p.name}=...")
@@ -201,8 +204,8 @@ def run(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, object] 
                              f"parameters: {', '.join(known) or 'none'}")
     given = dict(params or {})
     snap = known.get("snap")
-    if snap is not None and snap.default is not None:
-        value = given.get("snap", snap.convert(snap.default.strip("'")))
+    if snap is not None:
+        value = given.get("snap", snap.default_value())
         if isinstance(value, int) and value < 0:  # "the newest": as a number, so DuckDB can skip the others' files
             newest = con.execute("SELECT max(snap) FROM snapshots").fetchall()[0][0]
             if newest is not None:
