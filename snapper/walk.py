@@ -255,7 +255,8 @@ class TreeWalker:
         # reached by climbing from it with ".."
         self.last_fd = -1
         self.last_drel = ""
-        # xattrs have no *at call: a subdir's are read through /proc/self/fd/<parent fd>/<name>
+        # xattrs have no *at call: a subdir's are read through /proc/self/fd/<parent fd>/<name>, or without
+        # /proc through an fd of the subdir itself
         self.proc_fd = os.path.isdir("/proc/self/fd")
         self.mps_str = frozenset(os.fsdecode(m) for m in mount_points)
         self.should_donate: Callable[[], bool] = lambda: False
@@ -287,15 +288,19 @@ class TreeWalker:
 
     # --- tasks ---------------------------------------------------------------------------------------------
 
+    def _begin(self, name: bytes) -> None:
+        """A task on ``overlay2/<name>``: its names and a fresh result."""
+        self.layer_id = show_bytes(name)[0]
+        self.layer_bytes = name
+        self.top = os.path.join(self.overlay_dir, name)
+        self.top_str = os.fsdecode(self.top)
+        self.res = LayerResult(self.layer_id)
+
     def walk_layer(self, name: bytes) -> tuple[LayerResult, int]:
         """The whole entry ``overlay2/<name>``: its own row ('.'), markers, then everything below.
         Returns the result (totals are the caller's, from the rows) and the root device."""
-        self.layer_id = show_bytes(name)[0]
-        self.layer_bytes = name
-        res = LayerResult(self.layer_id)
-        self.res = res
-        top = self.top = os.path.join(self.overlay_dir, name)
-        self.top_str = os.fsdecode(top)
+        self._begin(name)
+        res, top = self.res, self.top
         try:
             root_st = os.lstat(top)
         except FileNotFoundError as e:
@@ -338,11 +343,7 @@ class TreeWalker:
     def walk_dirs(self, name: bytes, root_dev: int, dirs: list[tuple[str, int]]) -> None:
         """Subtrees of ``overlay2/<name>`` given away by another walker, as (path relative to it, inode): list
         each dir and below (their own rows were written by the walker that found them)."""
-        self.layer_id = show_bytes(name)[0]
-        self.layer_bytes = name
-        self.top = os.path.join(self.overlay_dir, name)
-        self.top_str = os.fsdecode(self.top)
-        self.res = LayerResult(self.layer_id)
+        self._begin(name)
         self.root_dev = root_dev
         try:
             if self._open_top(None):

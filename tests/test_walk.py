@@ -49,11 +49,14 @@ needs_mount = pytest.mark.skipif(not can_mount(), reason="needs root and mount(8
 
 
 def walk_layer(overlay: Path, name: str | bytes, hash_mode: str = "none",
-               mount_points: frozenset[bytes] = frozenset(),
-               batch_rows: int = 65536) -> tuple[LayerResult, list[dict[str, Any]], list[dict[str, Any]]]:
-    """Walk one entry; return its result, its files rows and its errors rows."""
+               mount_points: frozenset[bytes] = frozenset(), batch_rows: int = 65536,
+               **tree: Any) -> tuple[LayerResult, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Walk one entry; return its result, its files rows and its errors rows. ``tree``: TreeWalker
+    attributes to set first (max_open, proc_fd)."""
     batches: list[pa.RecordBatch] = []
     w = LayerWalker(os.fsencode(str(overlay)), "overlay2", hash_mode, mount_points, batches.append, batch_rows)
+    for k, v in tree.items():
+        setattr(w.tree, k, v)
     res = w.walk(os.fsencode(name))
     w.flush()
     rows = pa.Table.from_batches(batches, schema=FILES.schema).to_pylist() if batches else []
@@ -376,7 +379,7 @@ def test_deep_comb_past_the_fd_budget_is_linear(sr: SyntheticRoot, rm_after: lis
     rm_after.append(layer.path)
     make_comb(layer.diff, 3000)
     before = set(os.listdir("/proc/self/fd"))
-    res, rows, errors = walk_rows(sr.overlay, layer.dir_id)
+    res, rows, errors = walk_layer(sr.overlay, layer.dir_id, "partial")
     assert set(os.listdir("/proc/self/fd")) == before
     assert errors == [] and res.walk_status == "ok"
     paths = [r["path"] for r in rows]
@@ -401,22 +404,12 @@ def test_opaque_dirs_found_past_path_max_with_or_without_proc(sr: SyntheticRoot,
     finally:
         os.close(fd)
     deepest = "diff/" + "/".join(["O" * 255] * 18)
-    _, with_proc, errors = walk_rows(sr.overlay, layer.dir_id)
-    _, without, errors_without = walk_rows(sr.overlay, layer.dir_id, proc_fd=False)
+    _, with_proc, errors = walk_layer(sr.overlay, layer.dir_id, "partial")
+    _, without, errors_without = walk_layer(sr.overlay, layer.dir_id, "partial", proc_fd=False)
     assert errors == errors_without == []
     assert without == with_proc
     opaque = {r["path"] for r in with_proc if r["opaque"]}
     assert deepest in opaque and len(opaque) >= 2  # and the odd layer's own opaque dir
-
-
-def walk_rows(overlay: Path, name: str, **kw: Any) -> tuple[LayerResult, list[dict[str, Any]], list[dict[str, Any]]]:
-    batches: list[pa.RecordBatch] = []
-    w = LayerWalker(os.fsencode(str(overlay)), "overlay2", "partial", frozenset(), batches.append)
-    for k, v in kw.items():
-        setattr(w.tree, k, v)
-    res = w.walk(os.fsencode(name))
-    w.flush()
-    return res, pa.Table.from_batches(batches, schema=FILES.schema).to_pylist(), w.errors
 
 
 @pytest.mark.parametrize("max_open", [0, 1, 3])
@@ -430,8 +423,8 @@ def test_dirs_reopened_when_parent_fds_are_not_kept(sr: SyntheticRoot, max_open:
     for i in range(4):  # a wide, deep comb: every level keeps subdirs waiting
         make_chain(layer.diff / "odd", 30, b"c%d" % i)
     before = set(os.listdir("/proc/self/fd"))
-    res_all, all_rows, errs_all = walk_rows(sr.overlay, layer.dir_id)
-    res, rows, errors = walk_rows(sr.overlay, layer.dir_id, max_open=max_open)
+    res_all, all_rows, errs_all = walk_layer(sr.overlay, layer.dir_id, "partial")
+    res, rows, errors = walk_layer(sr.overlay, layer.dir_id, "partial", max_open=max_open)
     assert set(os.listdir("/proc/self/fd")) == before
     assert errors == errs_all == []
     assert rows == all_rows and res == res_all
@@ -452,7 +445,7 @@ def test_many_dirs_waiting_keep_at_most_max_open_fds(sr: SyntheticRoot, monkeypa
 
     monkeypatch.setattr(os, "scandir", count)
     base = len(os.listdir("/proc/self/fd"))
-    res, _, errors = walk_rows(sr.overlay, layer.dir_id, max_open=5)
+    res, _, errors = walk_layer(sr.overlay, layer.dir_id, "partial", max_open=5)
     assert errors == [] and res.file_count == find_count(layer.path)
     assert most[0] - base <= 5 + 3, most[0] - base  # the kept ones + top + the dir being listed (+ listdir's)
 
@@ -472,7 +465,7 @@ def test_dir_swapped_for_a_symlink_after_lstat_is_not_followed(sr: SyntheticRoot
         os.symlink(bait, layer.diff / "sub")
 
     after_listing(monkeypatch, layer.diff, swap)
-    res, rows, errors = walk_rows(sr.overlay, layer.dir_id)
+    res, rows, errors = walk_layer(sr.overlay, layer.dir_id, "partial")
     assert not [r for r in rows if r["path"].startswith("diff/sub/")]
     # O_NOFOLLOW|O_DIRECTORY on a symlink: ENOTDIR
     assert [(e["object"], e["op"], e["errno"]) for e in errors] == [(f"overlay2/{layer.dir_id}/diff/sub", "scandir",
@@ -490,7 +483,7 @@ def test_dir_swapped_for_another_dir_is_not_listed(sr: SyntheticRoot, monkeypatc
         (layer.diff / "sub" / "planted").write_bytes(b"y")
 
     after_listing(monkeypatch, layer.diff, swap)
-    _, rows, errors = walk_rows(sr.overlay, layer.dir_id)
+    _, rows, errors = walk_layer(sr.overlay, layer.dir_id, "partial")
     assert not [r for r in rows if r["path"].startswith("diff/sub/")]
     assert len(errors) == 1 and "replaced" in errors[0]["message"], errors
 
@@ -534,7 +527,7 @@ def test_ancestor_moved_while_climbing_lists_the_dir_that_was_seen(sr: Synthetic
         os.symlink(copy, layer.diff / "a")
 
     after_listing(monkeypatch, layer.diff / "a" / "b", swap)
-    _, rows, errors = walk_rows(sr.overlay, layer.dir_id, max_open=0)
+    _, rows, errors = walk_layer(sr.overlay, layer.dir_id, "partial", max_open=0)
     assert errors == []
     paths = {r["path"] for r in rows}
     assert {"diff/a/b/c/d", "diff/a/b/c/d/mine"} <= paths
