@@ -1,5 +1,5 @@
 -- name: history
--- description: every overlay2 dir across a series: first and last seen, whether any snapshot found it reachable, when it was first leaked, and whether it appeared and never became reachable (unreachable in consecutive snapshots spanning the grace window)
+-- description: every overlay2 dir across a series: first and last seen, whether any snapshot found it reachable, when it was first leaked, and whether it appeared and never became reachable (leaked in every snapshot that saw it, or unreachable in consecutive snapshots spanning the grace window)
 -- why: the headline of a leak investigation: what appeared and never became reachable, and how big it is
 -- params: grace_seconds BIGINT = 3600
 -- view: true
@@ -20,6 +20,7 @@ per_dir AS (
            max(started_ns) FILTER (WHERE verdict IN ('leaked', 'in-flight'))
                - min(started_ns) FILTER (WHERE verdict IN ('leaked', 'in-flight')) AS unreachable_span_ns,
            count(*) FILTER (WHERE verdict IN ('leaked', 'in-flight')) AS unreachable_snapshots,
+           count(*) FILTER (WHERE verdict = 'leaked') AS leaked_snapshots,
            arg_max(bytes, started_ns) AS bytes,
            arg_max(files, started_ns) AS files,
            arg_max(verdict, started_ns) AS last_verdict,
@@ -37,7 +38,9 @@ final AS (
            strftime(make_timestamp(first_leaked_ns // 1000), '%Y-%m-%dT%H:%M:%S.%fZ') AS first_leaked,
            last_verdict, last_mechanism, bytes, files,
            (NOT ever_reachable AND NOT ever_unknown AND unreachable_snapshots = snapshots_present
-            AND unreachable_span_ns >= getvariable('grace_seconds') * 1000000000::BIGINT) AS never_reachable,
+            -- leaked (not in-flight) is decided by evidence, e.g. changed before the running daemon started
+            AND (leaked_snapshots = snapshots_present
+                 OR unreachable_span_ns >= getvariable('grace_seconds') * 1000000000::BIGINT)) AS never_reachable,
            (last_snap = (SELECT max(snap) FROM snapshots)) AS present_at_end,
            first_seen_ns, last_seen_ns
     FROM per_dir

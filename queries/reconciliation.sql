@@ -24,8 +24,11 @@ by_verdict AS (
     GROUP BY s.snap, v.verdict
 ),
 df AS (
-    SELECT s.snap, sum(a.size)::BIGINT AS bytes, count(a.kind) AS n
-    FROM snaps s LEFT JOIN api_df a ON a.snap = s.snap AND a.kind IN ('images', 'containers', 'build_cache')
+    -- what `docker system df` counts: layers of images, containers' RW layers and build cache, i.e. the dirs
+    -- its records reach. Computed: GET /system/df is never called (it makes dockerd delete crash evidence)
+    SELECT s.snap, coalesce(sum(v.bytes) FILTER (WHERE v.verdict = 'live' AND v.name_class <> 'links'), 0)::BIGINT
+               AS bytes, 1 AS n
+    FROM snaps s LEFT JOIN verdicts v ON v.snap = s.snap
     GROUP BY s.snap
 ),
 entries AS (
@@ -55,10 +58,10 @@ rows AS (
                         WHEN 'in-flight' THEN 'young or held by a running build'
                         ELSE 'metadata incomplete: see snapper leaks evidence' END
     FROM by_verdict
-    UNION ALL SELECT snap, 7, 'docker system df', CASE WHEN df_n > 0 THEN df_bytes END, NULL,
-           CASE WHEN df_n > 0 THEN 'images + containers + build cache, as the CLI sums them'
-                ELSE 'not collected (engine API not reachable or --no-api)' END FROM totals
-    UNION ALL SELECT snap, 8, 'overlay2 not in docker system df', CASE WHEN df_n > 0 THEN on_disk - df_bytes END,
+    UNION ALL SELECT snap, 7, 'docker system df (computed)', df_bytes, NULL,
+           'images + containers + build cache: the dirs their records reach (GET /system/df is not called)'
+    FROM totals
+    UNION ALL SELECT snap, 8, 'overlay2 not in docker system df', on_disk - df_bytes,
            NULL, 'what the engine does not account for' FROM totals
     UNION ALL SELECT snap, 9, 'unexplained remainder', on_disk - verdict_bytes, NULL,
            'overlay2 on disk minus the verdict totals (negative: hard links shared between dirs)' FROM totals

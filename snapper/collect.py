@@ -42,6 +42,7 @@ from snapper.metadata.api import collect_api
 from snapper.metadata.buildkit import read_leases, read_records, read_residue, read_snapshot_keys
 from snapper.metadata.containerd import read_meta_leases, read_snapshotter
 from snapper.metadata.containers import read_containers
+from snapper.metadata.holders import read_holders
 from snapper.metadata.imagedb import read_images, read_tags
 from snapper.metadata.layerdb import name_class, read_chains, read_mounts, read_write_sets
 from snapper.metadata.mountinfo import read_mountinfo
@@ -57,7 +58,9 @@ from snapper.schema import (
     CONTAINERS,
     ERRORS,
     FILES,
+    HOLDERS,
     IMAGES,
+    LAYER_SIGNATURES,
     LAYERDB,
     LAYERS,
     LEASES,
@@ -413,6 +416,7 @@ def _collect_into(writer: _SnapshotWriter, opts: CollectOptions, root: Path, roo
     errors += e
     residue, e = read_residue(root, layout.active_driver)
     errors += e
+    writer.write_rows(HOLDERS, read_holders(root))
     for table, rows in ((BUILDKIT_RECORDS, records), (BUILDKIT_SNAPSHOTS, bk_keys),
                         (LEASES, leases + ctr_leases), (CONTAINERD_SNAPSHOTS, ctr_snaps), (RESIDUE, residue),
                         (LAYERDB, chains), (MOUNTS, mounts), (WRITE_SETS, wsets), (TAGS, tags),
@@ -444,6 +448,7 @@ def _collect_into(writer: _SnapshotWriter, opts: CollectOptions, root: Path, roo
         if plan.base is not None and raw_groups:
             writer.splice_from = (plan.base.path / "files.parquet", raw_groups)
     reused = set(plan.reused)
+    writer.write_rows(LAYER_SIGNATURES, [{"layer_id": k, "top_signature": v} for k, v in plan.signatures.items()])
     progress.start(len(names))
     results: dict[str, LayerResult] = dict(plan.reused)
     for res in plan.reused.values():
@@ -519,6 +524,7 @@ def _collect_into(writer: _SnapshotWriter, opts: CollectOptions, root: Path, roo
         "daemon": {
             "running": bool(daemons),
             "pids": pids_before,
+            **_daemon_start(daemons),
             "running_at_end": bool(daemons_after),
             "pids_at_end": pids_after,
             "state_changed": bool(changes) or pids_before != pids_after,
@@ -535,6 +541,16 @@ def _collect_into(writer: _SnapshotWriter, opts: CollectOptions, root: Path, roo
         "overlay2_entries": len(names),
         "errors": len(errors),
     }
+
+
+def _daemon_start(daemons: list[Any]) -> dict[str, Any]:
+    """When the running daemon started: nothing it did can have changed a dir before that instant, so an
+    older change was made by a daemon that is gone (the verdicts' in-flight rule). The earliest start of the
+    dockerd processes on this root; null when no daemon runs or /proc cannot tell."""
+    starts = [d.started_ns for d in daemons if d.started_ns is not None]
+    if not starts:
+        return {"started_ns": None, "started_utc": None}
+    return {"started_ns": min(starts), "started_utc": _utc(min(starts) / 1e9)}
 
 
 def _collect_api(writer: SnapshotWriter, opts: CollectOptions, root: Path, daemons: list[Any],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class DaemonProcess:
     data_root: str
     hosts: tuple[str, ...]
     storage_driver: str | None
+    started_ns: int | None = None  # wall-clock start of the process (10 ms precision), None when unreadable
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,19 @@ def detect_layout(root: Path, source: str, daemon_json: Path = DAEMON_JSON) -> L
     return Layout(str(root), source, active, trees, containerd_store, tuple(c8d_roots), tuple(notes))
 
 
+def process_start_ns(pid: int) -> int | None:
+    """When process ``pid`` started, as wall-clock ns: /proc/<pid>/stat field 22 counts clock ticks since boot;
+    boot is placed with CLOCK_REALTIME - CLOCK_BOOTTIME (not /proc/stat's btime, which has 1 s precision)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+        ticks = int(raw[raw.rindex(b")") + 2:].split()[19])
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    boot_ns = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    return boot_ns + ticks * 1_000_000_000 // hz
+
+
 def _cmdline(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -158,7 +173,7 @@ def find_daemons(root: Path, daemon_json: Path = DAEMON_JSON) -> list[DaemonProc
         if same:
             drivers = _flag_values(args, "--storage-driver", "-s")
             found.append(DaemonProcess(pid, args[0], droot, tuple(_flag_values(args, "-H", "--host")),
-                                       drivers[-1] if drivers else None))
+                                       drivers[-1] if drivers else None, process_start_ns(pid)))
     return found
 
 

@@ -4,8 +4,11 @@ A committed image layer is immutable: overlay2 never writes to a dir once it is 
 marker, named in another dir's ``lower``) or an image layer (the ``cache-id`` of a layer-store chain). Such a
 dir is reused when its signature still matches the base's ``layers`` row: the inode, mtime and ctime of the
 dir and the mtime and ctime of its ``diff/`` (a dir deleted and re-created under the same name, or touched at
-its top, fails this). Everything else (new dirs, container upper dirs, ``-init`` dirs before their first
-child, BuildKit active snapshots, dirs whose base walk had errors) is walked again.
+its top, fails this) and when its *top signature* (snapper.incremental.top_signature: the lstat of every entry of
+the dir itself but inside ``diff/``, so ``link``, ``lower``, ``committed`` and all of ``work/``) equals the one
+the base recorded in ``layer_signatures`` (a base without that table reuses nothing).
+Everything else (new dirs, container upper dirs, ``-init`` dirs before their first child, BuildKit active
+snapshots, dirs whose base walk had errors) is walked again.
 
 The new snapshot stays self-contained: reused rows are copied from the base, never referenced. Row groups
 whose every row is reused are copied as bytes (``splice``); the collect writes the rows of committed dirs
@@ -41,6 +44,7 @@ class Base:
     path: Path
     manifest: dict[str, Any]
     layers: dict[str, dict[str, Any]]
+    signatures: dict[str, str] = field(default_factory=dict)  # layer_id -> top signature when collected
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Plan:
     reused: dict[str, LayerResult] = field(default_factory=dict)
     walk: list[bytes] = field(default_factory=list)
     stable: set[str] = field(default_factory=set)  # committed now: their rows go to row groups of their own
+    signatures: dict[str, str] = field(default_factory=dict)  # layer_id -> top signature, taken before the walk
 
     def manifest(self, rows_copied: int, rows_as_bytes: int) -> dict[str, Any]:
         return {"base": str(self.base.path) if self.base else None, "reason": self.reason,
@@ -87,9 +92,12 @@ def usable(path: Path, root: Path, hash_mode: str) -> tuple[Base | None, str]:
         import pyarrow.parquet as pq
 
         rows = pq.read_table(snap.table_path("layers")).to_pylist()
+        sig_path = snap.table_path("layer_signatures")
+        sigs = ({r["layer_id"]: r["top_signature"] for r in pq.read_table(sig_path).to_pylist()}
+                if sig_path.exists() else {})
     except (SnapperError, OSError) as e:
         return None, f"{path}: {e}"
-    return Base(path, m, {r["layer_id"]: r for r in rows}), "--base"
+    return Base(path, m, {r["layer_id"]: r for r in rows}, sigs), "--base"
 
 
 def find_base(series: Path, root: Path, hash_mode: str, before_ns: int) -> tuple[Base | None, str]:
@@ -131,15 +139,51 @@ def plan(base: Base | None, reason: str, overlay_dir: bytes, names: list[bytes],
     for name in names:
         lid = show_bytes(name)[0]
         top = os.path.join(overlay_dir, name)
+        sig = top_signature(top)
+        if sig is not None:
+            out.signatures[lid] = sig
         committed = lid in cache_ids or lid in lowers or os.path.lexists(os.path.join(top, b"committed"))
         if committed and lid not in mounted:
             out.stable.add(lid)
-        res = _reusable(base.layers.get(lid), top, lid) if base is not None and lid in out.stable else None
+        same_top = base is not None and sig is not None and base.signatures.get(lid) == sig
+        res = _reusable(base.layers.get(lid), top, lid) if base is not None and lid in out.stable and same_top \
+            else None
         if res is None:
             out.walk.append(name)
         else:
             out.reused[lid] = res
     return out
+
+
+def top_signature(top: bytes) -> str | None:
+    """xxh64 over (path, inode, mode, size, mtime, ctime) of the dir ``top`` and every entry in it except what
+    is inside ``diff/`` (``diff`` itself is included): the files a committed dir can still see changed in place
+    (``link``, ``lower``, ``committed``, ``work/``...). None when ``top`` is not a dir or cannot be read."""
+    import stat as stat_mod
+
+    import xxhash
+
+    h = xxhash.xxh64()
+    stack = [b""]
+    try:
+        st = os.lstat(top)
+        if not stat_mod.S_ISDIR(st.st_mode):
+            return None
+        h.update(b"%d %d %d %d\n" % (st.st_ino, st.st_mode, st.st_mtime_ns, st.st_ctime_ns))
+        while stack:
+            rel = stack.pop()
+            with os.scandir(os.path.join(top, rel) if rel else top) as it:
+                entries = sorted(it, key=lambda e: e.name)
+            for e in entries:
+                est = e.stat(follow_symlinks=False)
+                path = os.path.join(rel, os.fsencode(e.name)) if rel else os.fsencode(e.name)
+                h.update(b"%s %d %d %d %d %d\n" % (path, est.st_ino, est.st_mode, est.st_size, est.st_mtime_ns,
+                                                     est.st_ctime_ns))
+                if stat_mod.S_ISDIR(est.st_mode) and path != b"diff":
+                    stack.append(path)
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 def _reusable(row: dict[str, Any] | None, top: bytes, lid: str) -> LayerResult | None:

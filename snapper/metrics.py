@@ -28,8 +28,9 @@ _HELP = {
     "snapper_collect_timestamp_seconds": ("gauge", "When the collect started (unix time)."),
     "snapper_daemon_running": ("gauge", "1 if a dockerd ran on the data root during the collect."),
 }
-MECHANISMS = ("interrupted-layer-create", "partial-delete-remnant", "interrupted-image-delete",
-              "pinned-by-orphan-mount", "orphan-container-mount", "buildkit-snapshot-without-record", "stray-dir")
+MECHANISMS = ("interrupted-layer-create", "interrupted-image-create", "partial-delete-remnant",
+              "interrupted-image-delete", "pinned-by-orphan-mount", "orphan-container-mount",
+              "buildkit-snapshot-without-record", "stray-dir")
 
 
 def _escape(v: str) -> str:
@@ -59,9 +60,9 @@ def render(snap: Snapshot, grace_s: int = verdict.DEFAULT_GRACE_S) -> str:
     for mech, (b, n) in sorted(by_mech.items()):
         samples["snapper_leaked_bytes"].append(_line("snapper_leaked_bytes", b, {**base, "mechanism": mech}))
         samples["snapper_leaked_dirs"].append(_line("snapper_leaked_dirs", n, {**base, "mechanism": mech}))
-    if rec["docker system df"]["bytes"] is not None:
+    if rec["docker system df (computed)"]["bytes"] is not None:
         samples["snapper_docker_system_df_bytes"].append(
-            _line("snapper_docker_system_df_bytes", rec["docker system df"]["bytes"], base))
+            _line("snapper_docker_system_df_bytes", rec["docker system df (computed)"]["bytes"], base))
     st = m.get("statvfs", {})
     samples["snapper_filesystem_used_bytes"].append(_line("snapper_filesystem_used_bytes", st.get("used_bytes", 0),
                                                           base))

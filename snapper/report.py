@@ -31,7 +31,8 @@ from snapper.snapshot import Snapshot
 
 VERDICT_COLOURS = {"live": "#4e79a7", "in-flight": "#e8a33d", "unknown": "#a5a5a5", "leaked": "#d1495b"}
 MECHANISM_COLOURS = {  # one colour per mechanism in every chart, table chip and the notebook
-    "interrupted-image-delete": "#8e2c48", "interrupted-layer-create": "#9467bd", "partial-delete-remnant": "#6b6b6b",
+    "interrupted-image-delete": "#8e2c48", "interrupted-layer-create": "#9467bd",
+    "interrupted-image-create": "#c5b0d5", "partial-delete-remnant": "#6b6b6b",
     "pinned-by-orphan-mount": "#e377c2", "orphan-container-mount": "#59a14f",
     "buildkit-snapshot-without-record": "#3a9e9a", "stray-dir": "#f28e2b",
 }

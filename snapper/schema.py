@@ -2,6 +2,8 @@
 
 A snapshot is a directory with one zstd Parquet file per table below and a ``manifest.json``.
 ``SCHEMA_VERSION`` changes whenever a table or column changes meaning; readers refuse other versions.
+``SCHEMA_MINOR`` counts additive revisions within a version: a table added at revision N has ``since=N``; a
+snapshot written at an older revision has no file for it and reads it as empty (old series stay readable).
 The README's schema section is generated from ``TABLES`` (``snapper.schema.markdown()``) and a test
 keeps the two in sync.
 """
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
+SCHEMA_MINOR = 2
 
 _STR = pa.string()
 _DSTR = pa.dictionary(pa.int32(), pa.string())
@@ -27,6 +30,7 @@ class Table:
     name: str
     description: str
     columns: tuple[tuple[str, pa.DataType, str], ...]
+    since: int = 1  # the SCHEMA_MINOR that added the table
 
     @property
     def schema(self) -> pa.Schema:
@@ -302,6 +306,29 @@ RESIDUE = Table(
     ),
 )
 
+LAYER_SIGNATURES = Table(
+    "layer_signatures",
+    "Per overlay2 entry, the top signature an incremental collect compares before it reuses a dir's rows.",
+    (
+        ("layer_id", _STR, "entry name under overlay2/"),
+        ("top_signature", _STR, "xxh64 of the lstat of the dir and all in it but inside diff/, before the walk"),
+    ),
+    since=2,
+)
+
+HOLDERS = Table(
+    "holders",
+    "Processes with an open fd, cwd or root under the data root when the collect ran (/proc/*/fd, cwd, root).",
+    (
+        ("pid", _I64, "process id"),
+        ("comm", _STR, "process name (/proc/<pid>/comm)"),
+        ("how", _STR, "fd | cwd | root"),
+        ("path", _STR, "held path, relative to the data root"),
+        ("layer_id", _STR, "overlay2 dir the path is in (null outside overlay2/)"),
+    ),
+    since=2,
+)
+
 API_IMAGES = Table(
     "api_images",
     "Engine API view (cross-check only): GET /images/json + /images/{id}/json.",
@@ -329,13 +356,13 @@ API_CONTAINERS = Table(
         ("lower_dir", _STR, "GraphDriver.Data.LowerDir"),
         ("mount_layer_id", _STR, "overlay2 dir of UpperDir (the mount-id)"),
         ("init_layer_id", _STR, "first LowerDir entry when it is an -init dir"),
-        ("size_rw", _I64, "SizeRw (when reported)"),
+        ("size_rw", _I64, "SizeRw (null since schema 1.2: only /system/df reports it)"),
     ),
 )
 
 API_BUILD_CACHE = Table(
     "api_build_cache",
-    "Engine API view (cross-check only): BuildCache records from GET /system/df.",
+    "Not filled since schema 1.2: GET /system/df changes the store (BuildKit records come from its DBs).",
     (
         ("id", _STR, "record ID"),
         ("type", _STR, "Type"),
@@ -351,7 +378,7 @@ API_BUILD_CACHE = Table(
 
 API_DF = Table(
     "api_df",
-    "Engine API view: what `docker system df` reports, one row per kind.",
+    "Not filled since schema 1.2: GET /system/df changes the store (the reconciliation computes it).",
     (
         ("kind", _STR, "images | containers | volumes | build_cache"),
         ("total_count", _I64, "objects"),
@@ -389,6 +416,8 @@ TABLES: tuple[Table, ...] = (
     LEASES,
     CONTAINERD_SNAPSHOTS,
     RESIDUE,
+    LAYER_SIGNATURES,
+    HOLDERS,
     API_IMAGES,
     API_CONTAINERS,
     API_BUILD_CACHE,
@@ -401,9 +430,11 @@ BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 
 def markdown() -> str:
     """The README schema section: one table per snapshot table."""
-    out = [f"Schema version **{SCHEMA_VERSION}**. Every table is `<name>.parquet` (zstd) in the snapshot dir.\n"]
+    out = [f"Schema version **{SCHEMA_VERSION}.{SCHEMA_MINOR}**. Every table is `<name>.parquet` (zstd) in the "
+           "snapshot dir. A table marked *since 1.N* is read as empty from snapshots written before revision N.\n"]
     for t in TABLES:
-        out.append(f"#### `{t.name}`\n\n{t.description}\n\n| column | type | description |\n|---|---|---|")
+        since = f" *(since {SCHEMA_VERSION}.{t.since})*" if t.since > 1 else ""
+        out.append(f"#### `{t.name}`{since}\n\n{t.description}\n\n| column | type | description |\n|---|---|---|")
         for name, typ, desc in t.columns:
             shown = "string" if pa.types.is_dictionary(typ) else str(typ)
             out.append(f"| `{name}` | {shown} | {desc.replace('|', '/')} |")

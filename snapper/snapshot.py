@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from snapper.errors import OutputError, SnapshotError
-from snapper.schema import SCHEMA_VERSION, TABLES, Table
+from snapper.schema import SCHEMA_MINOR, SCHEMA_VERSION, TABLES, Table
 
 if TYPE_CHECKING:  # duckdb (15 MB) is imported by the functions that query: a collect never loads it
     import duckdb
@@ -186,6 +186,7 @@ class SnapshotWriter:
             self.writers.clear()
             manifest["rows"] = dict(self.rows)
             manifest["schema_version"] = SCHEMA_VERSION
+            manifest["schema_minor"] = SCHEMA_MINOR
             mpath = self.tmp / MANIFEST
             _create_private(mpath)
             with open(mpath, "w", encoding="utf-8") as f:
@@ -268,8 +269,12 @@ def open_snapshot(path: str | Path) -> Snapshot:
                             "collect again with this snapper, or use the snapper version that wrote it")
     rows_raw = manifest.get("rows")
     rows: dict[str, Any] = rows_raw if isinstance(rows_raw, dict) else {}
+    minor = manifest.get("schema_minor", 1)
+    minor = minor if isinstance(minor, int) else 1
     for t in TABLES:
         tp = p / f"{t.name}.parquet"
+        if t.since > minor and not tp.exists():
+            continue  # written before the table existed: read as empty (view_statements)
         try:
             pf = pq.ParquetFile(tp)
             meta, file_schema = pf.metadata, pf.schema_arrow
@@ -292,6 +297,23 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+_SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.uint32(): "UINTEGER", pa.bool_(): "BOOLEAN",
+              pa.int32(): "INTEGER", pa.float64(): "DOUBLE"}
+
+
+def _sql_type(t: pa.DataType) -> str:
+    plain = _plain(t)
+    if pa.types.is_list(plain):
+        return _sql_type(plain.value_type) + "[]"
+    return _SQL_TYPES[plain]
+
+
+def _empty_select(t: Table) -> str:
+    """A table with ``t``'s columns and no rows: how a table added after a snapshot was written reads."""
+    cols = ", ".join(f"NULL::{_sql_type(typ)} AS {name}" for name, typ, _ in t.columns)
+    return f"SELECT {cols} WHERE false"
+
+
 def view_statements(snaps: Snapshot | Sequence[Snapshot]) -> list[str]:
     """CREATE VIEW statements binding one snapshot, or a series, in any DuckDB.
 
@@ -304,6 +326,7 @@ def view_statements(snaps: Snapshot | Sequence[Snapshot]) -> list[str]:
     out = []
     for t in TABLES:
         parts = [f"SELECT {i} AS snap, * FROM read_parquet({_sql_str(str(s.table_path(t.name).resolve()))})"
+                 if s.table_path(t.name).exists() else f"SELECT {i} AS snap, * FROM ({_empty_select(t)})"
                  for i, s in enumerate(series)]
         out.append(f"CREATE OR REPLACE VIEW {t.name} AS\n  " + "\n  UNION ALL ".join(parts) + ";")
     manifests = [f"SELECT {i} AS snap, {_sql_str(json.dumps(s.manifest, sort_keys=True))}::JSON AS manifest"

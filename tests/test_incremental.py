@@ -93,6 +93,54 @@ def test_unchanged_committed_layers_are_reused_and_the_result_equals_a_full_coll
     assert info["reused_rows"] == sum(layers[lid]["file_count"] for lid in after.reused)
 
 
+def test_top_level_files_and_work_changed_in_place_are_walked_again(std: Standard, tmp_path: Path) -> None:
+    """A committed dir's `link`, `lower`, `committed` or `work/` changed in place (the dir's own mtime and
+    ctime stay) must not lend the base's stale rows: the incremental snapshot equals a full one, row for row."""
+    layers = list({lay.dir_id: lay for img in std.images.values() for lay in img.layers}.values())
+    committed_dir = next(lay for lay in layers if (lay.path / "committed").exists())
+    with_lower = next(lay for lay in layers if (lay.path / "lower").exists() and lay is not committed_dir)
+    with_work = next(lay for lay in layers if (lay.path / "work").is_dir() and lay not in (committed_dir, with_lower))
+    with_link = next(lay for lay in layers if (lay.path / "link").exists()
+                     and lay not in (committed_dir, with_lower, with_work))
+    (with_work.path / "work" / "work").mkdir(exist_ok=True)
+    base = tmp_path / "base"
+    run(std.root, base, hash_mode="partial", use_base=False)
+    assert {committed_dir.dir_id, with_lower.dir_id, with_work.dir_id, with_link.dir_id} <= set(
+        plan_of(std, base).reused)
+    time.sleep(0.01)
+    tops = {lay.dir_id: os.lstat(lay.path) for lay in (committed_dir, with_lower, with_work, with_link)}
+    with open(committed_dir.path / "committed", "ab") as f:  # in place: same inode, the dir is untouched
+        f.write(b"x")
+    with open(with_lower.path / "lower", "r+b") as f:
+        f.write(f.read())
+    (with_work.path / "work" / "work" / "inode").write_bytes(b"overlay work file")
+    with open(with_link.path / "link", "r+b") as f:
+        f.write(f.read())
+    for lid, st in tops.items():  # the old signature (dir and diff/ times) cannot see these changes
+        now = os.lstat(std.root / "overlay2" / lid)
+        assert (now.st_ino, now.st_mtime_ns, now.st_ctime_ns) == (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    after = plan_of(std, base)
+    assert {committed_dir.dir_id, with_lower.dir_id, with_work.dir_id, with_link.dir_id}.isdisjoint(after.reused)
+    inc, full = tmp_path / "inc", tmp_path / "full"
+    run(std.root, inc, hash_mode="partial", base=str(base))
+    run(std.root, full, hash_mode="partial", use_base=False)
+    assert files_sorted(inc) == files_sorted(full)
+    assert rows(inc, "layers") == rows(full, "layers")
+    assert rows(inc, "layer_signatures") == rows(full, "layer_signatures")
+
+
+def test_a_base_without_layer_signatures_reuses_nothing(std: Standard, tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    run(std.root, base, hash_mode="partial", use_base=False)
+    assert plan_of(std, base).reused
+    (base / "layer_signatures.parquet").unlink()  # as written before schema 1.2
+    m = json.loads((base / "manifest.json").read_text())
+    m["schema_minor"] = 1
+    m["rows"].pop("layer_signatures")
+    (base / "manifest.json").write_text(json.dumps(m))
+    assert plan_of(std, base).reused == {}
+
+
 def test_writable_dirs_are_walked_even_when_unchanged(std: Standard, tmp_path: Path) -> None:
     run(std.root, tmp_path / "base", use_base=False)
     m = run(std.root, tmp_path / "inc", base=str(tmp_path / "base"))

@@ -1,6 +1,9 @@
 """The engine API over its unix socket: a cross-check, never needed for a complete snapshot.
 
-Only GET requests. The daemon's answer is trusted only when ``/info`` reports the same data root.
+Only GET requests, and only those that change nothing: never ``/system/df``, which makes dockerd finish the
+removal of a crashed BuildKit step's dir (seen on 20.10 and 26.1) and would destroy the evidence; the
+reconciliation computes what `docker system df` shows from the metadata instead. The daemon's answer is
+trusted only when ``/info`` reports the same data root.
 """
 
 from __future__ import annotations
@@ -144,45 +147,4 @@ def collect_api(sock_path: str, data_root: str) -> tuple[dict[str, Rows], dict[s
             "init_layer_id": lowers[0] if lowers and lowers[0].endswith("-init") else None,
             "size_rw": None,
         })
-    df = _obj(api.get("/system/df"))
-    tables["api_df"] = _df_rows(df)
-    sizes = {c.get("Id"): _int(c.get("SizeRw")) for c in _objs(df.get("Containers")) if isinstance(c.get("Id"), str)}
-    for row in tables["api_containers"]:
-        row["size_rw"] = sizes.get(row["container_id"])
-    for b in _objs(df.get("BuildCache")):
-        parents = _strs(b.get("Parents")) or _strs([b.get("Parent")])
-        tables["api_build_cache"].append({
-            "id": text_or_none(b.get("ID")), "type": text_or_none(b.get("Type")),
-            "description": text_or_none(b.get("Description")),
-            "size": _int(b.get("Size")), "in_use": bool(b.get("InUse")), "shared": bool(b.get("Shared")),
-            "created_at": text_or_none(b.get("CreatedAt")), "last_used_at": text_or_none(b.get("LastUsedAt")),
-            "parents": parents,
-        })
     return tables, facts, errors
-
-
-def _df_rows(df: dict[str, Any]) -> Rows:
-    """`docker system df` figures computed as the CLI (<= 28) does from the same response."""
-    images = _objs(df.get("Images"))
-    containers = _objs(df.get("Containers"))
-    volumes = _objs(df.get("Volumes"))
-    cache = _objs(df.get("BuildCache"))
-    img_unused = sum(_int(i.get("Size")) or 0 for i in images if not i.get("Containers"))
-    vol_size = [(_int(_obj(v.get("UsageData")).get("Size")) or 0, _obj(v.get("UsageData")).get("RefCount"))
-                for v in volumes]
-    rows: Rows = [
-        {"kind": "images", "total_count": len(images), "active": sum(1 for i in images if i.get("Containers")),
-         "size": _int(df.get("LayersSize")) or 0, "reclaimable": img_unused},
-        {"kind": "containers", "total_count": len(containers),
-         "active": sum(1 for c in containers if c.get("State") == "running"),
-         "size": sum(_int(c.get("SizeRw")) or 0 for c in containers),
-         "reclaimable": sum(_int(c.get("SizeRw")) or 0 for c in containers if c.get("State") != "running")},
-        {"kind": "volumes", "total_count": len(volumes), "active": sum(1 for _, r in vol_size if r),
-         "size": sum(max(s, 0) for s, _ in vol_size), "reclaimable": sum(max(s, 0) for s, r in vol_size if not r)},
-        {"kind": "build_cache", "total_count": len(cache), "active": sum(1 for b in cache if b.get("InUse")),
-         "size": sum(_int(b.get("Size")) or 0 for b in cache if not b.get("Shared")),
-         "reclaimable": sum(_int(b.get("Size")) or 0 for b in cache if not b.get("InUse") and not b.get("Shared"))},
-    ]
-    for r in rows:  # sums of 64-bit figures can leave the 64-bit range
-        r["size"], r["reclaimable"] = int64(r["size"]), int64(r["reclaimable"])
-    return rows

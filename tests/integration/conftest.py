@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from .engine import Engine, EngineFactory, become_subreaper, prerequisite_problems
+from .images import make_image_tar
 from .scenarios import BusyState, healthy_busy
 
 _HERE = Path(__file__).parent
@@ -116,3 +117,14 @@ def fresh_engine() -> Iterator[EngineFactory]:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+@pytest.fixture(scope="session")
+def big_tars(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("images")
+    tars = {}
+    for name, seed, layers in (("big1", "a", [15000, 15000, 15000]), ("big2", "b", [2000, 40000, 40000])):
+        path = d / f"{name}.tar"
+        make_image_tar(path, f"{name}:1", layers, seed)
+        tars[name] = path
+    return tars
