@@ -159,8 +159,12 @@ def collect(
     metrics: Annotated[Path | None, typer.Option("--metrics", help="also write Prometheus textfile metrics "
                                                  "of the new snapshot to this file (atomically)")] = None,
     grace: GraceOpt = "1h",
+    containerd_root: Annotated[list[str] | None, typer.Option(
+        "--containerd-root", help="also collect this containerd root (its meta.db, snapshots and content); "
+        "repeatable. With --root pointing at a containerd root, no dockerd data root is needed")] = None,
 ) -> None:
-    """Snapshot every file under overlay2/ plus Docker's metadata into Parquet (read-only).
+    """Snapshot overlay2/ and the containerd stores (files, meta.db, content) plus Docker's metadata into Parquet
+    (read-only).
 
     Examples:
       sudo snapper collect
@@ -176,7 +180,8 @@ def collect(
     from snapper.render import human_bytes
 
     opts = CollectOptions(root=root, out=out, hash_mode=hash, jobs=jobs, api=not no_api, socket=socket,
-                          series_dir=series, base=base, use_base=not no_base, nice=not no_nice)
+                          series_dir=series, base=base, use_base=not no_base, nice=not no_nice,
+                          containerd_roots=tuple(containerd_root or ()))
     from snapper import verdict
 
     grace_s = _run(lambda: verdict.parse_duration(grace))
@@ -207,6 +212,9 @@ def collect(
     print(f"  {m['overlay2_entries']} overlay2 entries, {rows.get('files', 0):,} files, "
           f"{rows.get('layerdb', 0)} layerdb chains, {rows.get('images', 0)} images, "
           f"{rows.get('containers', 0)} containers, {m['errors']} errors, {m['durations']['total_s']} s")
+    if m.get("containerd_stores"):
+        print(f"  containerd {', '.join(m['containerd_stores'])}: {rows.get('ctr_dirs', 0)} snapshot dirs and "
+              f"blobs, {rows.get('ctr_objects', 0)} meta.db objects")
     inc = m.get("incremental") or {}
     if inc.get("base"):
         print(f"  reused {inc['reused_layers']} unchanged committed dirs ({inc['reused_rows']:,} rows) from "
@@ -258,7 +266,8 @@ def leaks(
     fail_on_leak: Annotated[int | None, typer.Option("--fail-on-leak", help="exit 3 when leaked bytes exceed "
                                                      "this (a CI gate)")] = None,
 ) -> None:
-    """Leaked overlay2 dirs (unreachable from every root) with mechanism and evidence.
+    """Leaked overlay2 dirs and containerd snapshots/blobs (unreachable from every live root) with mechanism
+    and evidence.
 
     Examples:
       snapper leaks SNAP
@@ -271,7 +280,10 @@ def leaks(
     _check_format(format)
     grace_s = _run(lambda: verdict.parse_duration(grace))
     rep = _run(lambda: verdict.report(snapshot, min_bytes, grace_s))
-    table = rep.leaks.select(["layer_id", "bytes", "files", "created", "mechanism", "self_heals", "evidence"])
+    cols = ["layer_id", "bytes", "files", "created", "mechanism", "self_heals", "evidence"]
+    if set(rep.leaks.column("store").to_pylist()) - {"overlay2"}:
+        cols.insert(0, "store")  # containerd snapshot ids and digests: say which store they belong to
+    table = rep.leaks.select(cols)
     if format != "table":
         render_table(table, format)
     else:
@@ -279,8 +291,9 @@ def leaks(
 
         short = [i[:12] + ("-init" if i.endswith("-init") else "") if len(i) > 25 else i
                  for i in table.column("layer_id").to_pylist()]
-        shown = table.set_column(0, pa.field("layer_id", pa.string()), pa.array(short, pa.string()))
-        render_table(shown, "table", title=f"leaked overlay2 dirs ({table.num_rows}; ids shortened like "
+        at = table.column_names.index("layer_id")
+        shown = table.set_column(at, pa.field("layer_id", pa.string()), pa.array(short, pa.string()))
+        render_table(shown, "table", title=f"leaked dirs and blobs ({table.num_rows}; ids shortened like "
                      "docker: `snapper explain SNAP ID` takes a unique prefix)", byte_columns=("bytes",))
         if rep.metadata.num_rows:
             render_table(rep.metadata, "table", title="leaked metadata (holds no dir of its own)")

@@ -104,10 +104,9 @@ def detect_layout(root: Path, source: str, daemon_json: Path = DAEMON_JSON) -> L
     # With data in overlay2/ the daemon keeps the graph driver ("graphdriver-prior") unless told otherwise.
     containerd_store = c8d_flag or (not overlay2_used and (root / "rootfs").is_dir())
     active = "overlay2" if overlay2_used and not c8d_flag else None
-    if active is None and containerd_store:
-        notes.append("overlay2 is missing or empty and the containerd image store is in use: "
-                     "its snapshots are not walked yet (containerd support comes with reachability)")
-    elif active is None:
+    if active is None and not containerd_store and (root / CONTAINERD_SNAPSHOTTER_DIR).is_dir():
+        notes.append("a containerd root (no dockerd data root): its snapshots and content are classified")
+    elif active is None and not containerd_store:
         notes.append("no overlay2 tree under the data root: nothing to walk")
     for other in trees:
         if other != "overlay2":
