@@ -266,6 +266,8 @@ def _precheck(e: dict[str, Any], fresh: _Fresh) -> str | None:
         return f"now {v['verdict']}: {v['evidence'] or v['reached_by'] or ''}".rstrip(": ")
     if (v["last_change_ns"], v["files"], v["bytes"]) != (e["last_change_ns"], e["files"], e["bytes"]):
         return "changed since the plan (files, bytes or newest timestamp)"
+    if (v["mechanism"], v["owner_chain"]) != (e["mechanism"], e["owner_chain"]):
+        return f"the metadata naming it changed since the plan (now {v['mechanism']}: {v['evidence']})"
     if fresh.daemon_running:
         if fresh.daemon_started_ns is None or v["last_change_ns"] >= fresh.daemon_started_ns:
             return "dockerd is running and the dir did not change before it started"
