@@ -727,9 +727,14 @@ def reclaim_restore(
 
     if (plan is None) == (not all_):
         _fail(UsageError("reclaim restore", "give a plan or --all (one of them)", "e.g. restore plan.json"))
-    qdir = _run(lambda: reclaim.quarantine_of(plan, root, quarantine))
-    _confirm("restore", f"move quarantined dirs of {'every plan' if all_ else plan} in {qdir} back?", yes)
-    outcomes, notes = _run(lambda: reclaim.restore(qdir, plan, all_))
+    qdirs = _run(lambda: reclaim.quarantine_dirs(plan, root, quarantine))
+    _confirm("restore", f"move quarantined dirs of {'every plan' if all_ else plan} in "
+             f"{', '.join(map(str, qdirs))} back?", yes)
+    outcomes, notes = [], []
+    for qdir in qdirs:
+        o, n = _run(lambda q=qdir: reclaim.restore(q, plan, all_))  # type: ignore[misc]
+        outcomes += o
+        notes += n
     for note in notes:
         print(f"journal: {note}", file=sys.stderr)
     _outcomes(outcomes, "restore")
@@ -758,12 +763,14 @@ def reclaim_purge(
     from snapper.render import human_bytes
 
     age = _run(lambda: verdict.parse_duration(older_than))
-    qdir = _run(lambda: reclaim.quarantine_of(None, root, quarantine))
-    _confirm("purge", f"delete dirs quarantined more than {older_than} ago in {qdir} for good?", yes)
-    res = _run(lambda: reclaim.purge(qdir, age))
-    _outcomes(res.outcomes, "purge")
-    print(f"purged {sum(1 for o in res.outcomes if o.result == 'purged')} dirs "
-          f"({human_bytes(res.purged_bytes)} planned), filesystem freed {human_bytes(res.freed_bytes)}")
+    qdirs = _run(lambda: reclaim.quarantine_dirs(None, root, quarantine))
+    _confirm("purge", f"delete dirs quarantined more than {older_than} ago in {', '.join(map(str, qdirs))} "
+             "for good?", yes)
+    for qdir in qdirs:
+        res = _run(lambda q=qdir: reclaim.purge(q, age))  # type: ignore[misc]
+        _outcomes(res.outcomes, f"purge {qdir}")
+        print(f"purged {sum(1 for o in res.outcomes if o.result == 'purged')} dirs "
+              f"({human_bytes(res.purged_bytes)} planned), filesystem freed {human_bytes(res.freed_bytes)}")
 
 
 def main() -> None:

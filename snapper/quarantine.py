@@ -41,8 +41,49 @@ _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 
 
-def default_dir(data_root: Path) -> Path:
-    return data_root.parent / QUARANTINE_NAME
+def candidates(data_root: Path) -> list[Path]:
+    """Where a quarantine may be: beside the data root, else inside it. dockerd bind-mounts its data root onto
+    itself (for mount propagation; a crashed daemon leaves that mount behind), and rename(2) never crosses a
+    mount, even within one filesystem: then only a dir inside the data root can take the moves."""
+    return [data_root.parent / QUARANTINE_NAME, data_root / QUARANTINE_NAME]
+
+
+def mount_of(path: Path) -> str:
+    """The mount point a path lives on (the longest mount point prefix in /proc/self/mountinfo; the last of
+    mounts stacked on one point is the visible one)."""
+    from snapper.metadata.mountinfo import parse_line
+
+    target = os.path.realpath(path)
+    best, best_len = "/", 0
+    try:
+        lines = Path("/proc/self/mountinfo").read_bytes().splitlines()
+    except OSError:
+        return best
+    for line in lines:
+        parts = line.split(b" ")
+        if len(parts) < 5 or parse_line(line) is None:
+            continue
+        from snapper.metadata.mountinfo import unescape
+
+        mp = os.fsdecode(unescape(parts[4]))
+        if (target == mp or target.startswith(mp.rstrip("/") + "/")) and len(mp) >= best_len:
+            best, best_len = mp, len(mp)
+    return best
+
+
+def choose_dir(data_root: Path) -> Path:
+    """The default quarantine for a data root: an existing one, else the first candidate, on the mount of its
+    overlay2/ and image/ (the dirs moves come from)."""
+    need = {mount_of(data_root / "overlay2"), mount_of(data_root / "image")}
+    for cand in [*existing_dirs(data_root), *candidates(data_root)]:
+        if {mount_of(cand if cand.exists() else cand.parent)} == need:
+            return cand
+    raise QuarantineError(str(data_root), f"no quarantine dir possible on the mount of its overlay2/ and image/ "
+                          f"({', '.join(sorted(need))})", "pass --quarantine DIR on that mount, outside overlay2/")
+
+
+def existing_dirs(data_root: Path) -> list[Path]:
+    return [c for c in candidates(data_root) if c.is_dir()]
 
 
 def _renameat2() -> Any:
@@ -172,9 +213,10 @@ class PlanQuarantine:
         mkdir_private(self.qdir)
         mkdir_private(self.dir)
         mkdir_private(self.dir / "items")
-        if os.stat(self.qdir).st_dev != os.stat(data_root / "overlay2").st_dev:
-            raise QuarantineError(str(self.qdir), f"not on the filesystem of {data_root}/overlay2 (moves must be "
-                                  "renames)", "pass --quarantine DIR on the data root's filesystem")
+        need = {mount_of(data_root / "overlay2"), mount_of(data_root / "image")}
+        if {mount_of(self.qdir)} != need:
+            raise QuarantineError(str(self.qdir), f"not on the mount of {data_root}/overlay2 and image/ ({need}): "
+                                  "moves must be renames", "pass --quarantine DIR on that mount")
         copy = self.dir / "plan.json"
         if not copy.exists():
             write_private(copy, json.dumps(plan, indent=1, sort_keys=True).encode())

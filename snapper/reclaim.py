@@ -65,6 +65,10 @@ def make_plan(snapshot: str | Path, mechanisms: Sequence[str] = (), min_bytes: i
             raise UsageError(f"--mechanism {m}", "not a leak mechanism", f"use one of {', '.join(MECHANISMS)}")
     chosen = [r for r in leaks if not mechanisms or r["mechanism"] in mechanisms]
     sigs = _signatures(snap.table_path("files"), [r["layer_id"] for r in chosen])
+    chain_dirs: dict[str, list[str]] = {}
+    for c in pq.read_table(snap.table_path("layerdb"), columns=["cache_id", "dir_name"]).to_pylist():
+        chain_dirs.setdefault(c["cache_id"], []).append(c["dir_name"])
+    layerdb = Path(str(snap.manifest.get("data_root"))) / "image" / "overlay2" / "layerdb" / "sha256"
     entries = []
     for r in chosen:
         v = extra[r["layer_id"]]
@@ -74,6 +78,7 @@ def make_plan(snapshot: str | Path, mechanisms: Sequence[str] = (), min_bytes: i
             "mechanism": r["mechanism"], "self_heals": r["self_heals"], "evidence": r["evidence"],
             "created": r["created"], "last_change_ns": v["last_change_ns"], "owner_chain": v["owner_chain"],
             "signature": sigs.get(r["layer_id"], {}),
+            "metadata_bytes": sum(_allocated(layerdb / d) for d in chain_dirs.get(r["layer_id"], [])),
         })
     man = snap.manifest
     return {
@@ -83,8 +88,21 @@ def make_plan(snapshot: str | Path, mechanisms: Sequence[str] = (), min_bytes: i
         "host": man.get("host"), "data_root": man.get("data_root"), "snapshot": str(Path(snap.path).resolve()),
         "snapshot_started_utc": man.get("started_utc"), "daemon_running": man.get("daemon", {}).get("running"),
         "grace_seconds": grace_s, "filters": {"mechanisms": list(mechanisms), "min_bytes": min_bytes},
-        "total_bytes": sum(e["bytes"] or 0 for e in entries), "entries": entries,
+        "total_bytes": sum((e["bytes"] or 0) + e["metadata_bytes"] for e in entries), "entries": entries,
     }
+
+
+def _allocated(path: Path) -> int:
+    """st_blocks * 512 of a layer-store chain dir and the files in it (moved along with its cache dir)."""
+    total = 0
+    try:
+        total += os.lstat(path).st_blocks * 512
+        with os.scandir(path) as it:
+            for e in it:
+                total += e.stat(follow_symlinks=False).st_blocks * 512
+    except OSError:
+        pass
+    return total
 
 
 def _signatures(files: Path, layer_ids: list[str]) -> dict[str, dict[str, list[int] | None]]:
@@ -152,7 +170,7 @@ class ApplyResult:
 
     @property
     def moved_bytes(self) -> int:
-        return sum(o.bytes for o in self.outcomes if o.result == "quarantined")
+        return sum(o.bytes for o in self.outcomes if o.result == "quarantined")  # the dirs (metadata aside)
 
 
 def _root_of(plan: dict[str, Any]) -> Path:
@@ -283,7 +301,7 @@ def apply(plan_path: str | Path, stopped_only: bool = False, quarantine_dir: Pat
 
     plan = read_plan(plan_path)
     root = _root_of(plan)
-    qdir = quarantine_dir or qmod.default_dir(root)
+    qdir = quarantine_dir or qmod.choose_dir(root)
     pq_ = PlanQuarantine(qdir, str(plan["plan_id"]))
     result = ApplyResult(pq_.plan_id, pq_.dir)
     if stopped_only and find_daemons(root):
@@ -330,6 +348,7 @@ def apply(plan_path: str | Path, stopped_only: bool = False, quarantine_dir: Pat
                 continue
             moves = _moves(pq_, root, e["id"], chains, links.get(e["id"], []))
             info = {k: e[k] for k in ("bytes", "mechanism", "signature", "owner_chain")}
+            info["bytes"] = (e["bytes"] or 0) + e.get("metadata_bytes", 0)
             shorts = links.get(e["id"], [])
 
             def check(m: Move, e: dict[str, Any] = e, shorts: list[str] = shorts) -> str | None:
@@ -430,16 +449,22 @@ def _selected(qdir: Path, plan: str | None, all_plans: bool) -> list[PlanQuarant
     return chosen
 
 
-def quarantine_of(plan: str | None, root: str | None, quarantine_dir: Path | None) -> Path:
-    """Where a restore or purge looks: --quarantine, else beside the plan's data root, else beside --root or the
-    default data root."""
+def quarantine_dirs(plan: str | None, root: str | None, quarantine_dir: Path | None) -> list[Path]:
+    """Where a restore or purge looks: --quarantine, else the quarantines of the plan's data root (or of --root,
+    or of the default data root) that exist, holding that plan when one is given."""
     if quarantine_dir is not None:
-        return quarantine_dir
+        return [quarantine_dir]
     if plan is not None and os.path.isfile(plan):
-        return qmod.default_dir(Path(str(read_plan(plan)["data_root"])))
-    from snapper.docker_root import find_data_root
+        data_root, pid = Path(str(read_plan(plan)["data_root"])), str(read_plan(plan)["plan_id"])
+    else:
+        from snapper.docker_root import find_data_root
 
-    return qmod.default_dir(find_data_root(root)[0])
+        data_root, pid = find_data_root(root)[0], Path(plan).name if plan else ""
+    found = [q for q in qmod.existing_dirs(data_root) if not pid or (q / pid).is_dir()]
+    if not found:
+        raise ReclaimError(str(data_root), f"no quarantine{' of plan ' + pid if pid else ''} beside or in it",
+                           "pass --quarantine DIR")
+    return found
 
 
 def restore(qdir: Path, plan: str | None = None, all_plans: bool = False) -> tuple[list[QuarantineOutcome], list[str]]:

@@ -71,7 +71,9 @@ def test_plan_lists_the_leaks_with_signatures_and_changes_nothing(std: Standard,
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert reclaim.read_plan(path) == plan
     assert {e["id"] for e in plan["entries"]} == leaked_ids(snap)
-    assert plan["total_bytes"] == sum(e["bytes"] for e in plan["entries"]) > 0
+    assert plan["total_bytes"] == sum(e["bytes"] + e["metadata_bytes"] for e in plan["entries"]) > 0
+    chained = next(e for e in plan["entries"] if e["id"] == std.removing_cache_id)  # its layerdb dir moves too
+    assert chained["metadata_bytes"] > 0 and chained["owner_chain"] == std.removing_chain
     assert plan["data_root"] == str(std.root) and plan["snapshot"] == str(snap.resolve())
     leak = next(e for e in plan["entries"] if e["id"] == std.layers["leaked"].dir_id)
     assert (leak["store"], leak["kind"], leak["mechanism"]) == ("overlay2", "dir", "interrupted-layer-create")
@@ -98,7 +100,7 @@ def test_apply_restore_purge(std: Standard, tmp_path: Path) -> None:
     live = {k for k in os.listdir(std.root / "overlay2")} - {e["id"] for e in plan["entries"]}
     res = reclaim.apply(path)
     assert {o.layer_id for o in res.outcomes if o.result == "quarantined"} == {e["id"] for e in plan["entries"]}
-    assert res.moved_bytes == plan["total_bytes"]
+    assert res.moved_bytes == sum(e["bytes"] for e in plan["entries"])
     assert set(os.listdir(std.root / "overlay2")) == live
     q = res.quarantine
     assert q == std.root.parent / ".snapper-quarantine" / plan["plan_id"]
@@ -317,15 +319,22 @@ def test_cli_plan_and_refusal_without_a_tty(std: Standard, tmp_path: Path) -> No
     assert res.exit_code == 0, res.stderr
     assert "total" in res.stdout and out.exists()
     before = tree(std.root)
-    for args in (["apply", str(out)], ["restore", str(out)], ["purge", "--older-than", "0", "--root", str(std.root)]):
+
+    def refused(*args: str) -> None:
         res = runner.invoke(app, ["reclaim", *args], input="y\n")  # CliRunner's stdin is no terminal
         assert res.exit_code == 2, (args, res.stdout, res.stderr)
         assert res.stderr.startswith("snapper: error: reclaim ") and "--yes" in res.stderr
         assert len(res.stderr.splitlines()) == 1
+
+    refused("apply", str(out))
     assert tree(std.root) == before
     res = runner.invoke(app, ["reclaim", "apply", str(out), "--yes"])
     assert res.exit_code == 0, res.stderr
     assert "quarantined" in res.stdout
+    moved = tree(std.root)
+    refused("restore", str(out))
+    refused("purge", "--older-than", "0", "--root", str(std.root))
+    assert tree(std.root) == moved
     res = runner.invoke(app, ["reclaim", "restore", str(out), "--yes"])
     assert res.exit_code == 0 and tree(std.root) == before, res.stderr
 
