@@ -291,24 +291,6 @@ def test_interrupted_group_is_undone_when_the_dir_changed(std: Standard, tmp_pat
     assert leak.path.exists() or first != leak.dir_id
 
 
-def test_journal_ignores_a_torn_line(tmp_path: Path) -> None:
-    j = quarantine.Journal(tmp_path / "j")
-    j.append({"ev": "a"})
-    with open(tmp_path / "j", "ab") as f:
-        f.write(b'{"ev": "to')  # killed mid-write
-    assert [r["ev"] for r in j.read()] == ["a"]
-    j.append({"ev": "b"})
-    assert [r["ev"] for r in j.read()] == ["a", "b"]
-
-
-def test_move_never_replaces(tmp_path: Path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()  # empty: plain rename(2) would replace it
-    with pytest.raises(FileExistsError):
-        quarantine.move_noreplace(str(tmp_path / "a"), str(tmp_path / "b"))
-    assert (tmp_path / "a").is_dir()
-
-
 # --- CLI ----------------------------------------------------------------------------------------------------
 
 def test_cli_plan_and_refusal_without_a_tty(std: Standard, tmp_path: Path) -> None:

@@ -138,6 +138,9 @@ def test_reclaim_on_a_real_daemon(fresh_engine: EngineFactory, big_tars: dict[st
     for img in ("bb:base", "built:1"):
         eng.docker("run", "--rm", "--network", "none", img, "cat", "/bin/busybox" if img == "bb:base" else
                    "/built.txt")
+    for c in eng.docker("ps", "-aq").stdout.split():  # every container starts (the commit's, among others)
+        eng.docker("start", c)
+    assert eng.build(ctx, "built:2", buildkit=False) == eng.inspect("image", "built:1")["Id"]  # build cache
     eng.docker("load", "-i", str(big_tars["big2"]))  # the interrupted load again: new chains, new dirs
     cid = eng.docker("create", "--network", "none", "big2:1").stdout.strip()
     export = subprocess.run(["/usr/bin/docker", "-H", f"unix://{eng.sock}", "export", cid], capture_output=True,
