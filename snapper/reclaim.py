@@ -199,10 +199,13 @@ def _recollect(root: Path, plan: dict[str, Any]) -> _Fresh:
     from snapper.collect import CollectOptions, collect
     from snapper.snapshot import open_snapshot
 
-    tmp = Path(tempfile.mkdtemp(prefix="snapper-reclaim-"))
+    # one fixed place per plan, so that a run killed mid-collect leaves nothing the next one does not remove
+    tmp = Path(tempfile.gettempdir()).resolve() / f"snapper-reclaim-{plan['plan_id']}"
+    if tmp.is_relative_to(root):
+        raise ReclaimError(str(tmp), "the temporary snapshot would be inside the data root", "set TMPDIR")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.mkdir(tmp, 0o700)
     try:
-        if tmp.resolve().is_relative_to(root):
-            raise ReclaimError(str(tmp), "the temporary snapshot would be inside the data root", "set TMPDIR")
         base = plan.get("snapshot")
         usable_base = isinstance(base, str) and os.path.isdir(base)
         res = collect(CollectOptions(root=str(root), out=str(tmp / "snap"), api=False, nice=False,
