@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -213,6 +214,11 @@ class PlanQuarantine:
         mkdir_private(self.qdir)
         mkdir_private(self.dir)
         mkdir_private(self.dir / "items")
+        for d in (self.qdir, self.dir, self.dir / "items"):
+            st = os.lstat(d)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+                raise QuarantineError(str(d), "not a private dir of ours (a symlink, another owner or open to "
+                                      "others)", "remove it or pass --quarantine DIR")
         need = {mount_of(data_root / "overlay2"), mount_of(data_root / "image")}
         if {mount_of(self.qdir)} != need:
             raise QuarantineError(str(self.qdir), f"not on the mount of {data_root}/overlay2 and image/ ({need}): "

@@ -355,6 +355,8 @@ def apply(plan_path: str | Path, stopped_only: bool = False, quarantine_dir: Pat
             shorts = links.get(e["id"], [])
 
             def check(m: Move, e: dict[str, Any] = e, shorts: list[str] = shorts) -> str | None:
+                if sorted(d.pid for d in find_daemons(root)) != sorted(fresh.daemon_pids):
+                    return "a dockerd started or stopped on the data root during apply"
                 return _check_move(m, e, root, shorts, holders)
 
             reason = pq_.run("quarantine", e["id"], moves, info, check)
@@ -411,6 +413,11 @@ def _check_move(m: Move, e: dict[str, Any], root: Path, shorts: list[str], holde
 
 def _can_finish(g: Group, by_id: dict[str, dict[str, Any]], root: Path) -> str | None:
     """An interrupted quarantine is finished only if its dir is already moved or still as planned."""
+    from snapper.docker_root import find_daemons
+
+    pending = [m for i, m in enumerate(g.moves) if i not in g.done]
+    if any(m.kind == "layerdb-chain" for m in pending) and find_daemons(root):
+        return "a dockerd runs on the data root and a layer-store chain was still to move"
     dir_move = next(m for m in g.moves if m.kind == "overlay2-dir")
     if not os.path.lexists(dir_move.src):
         return None
