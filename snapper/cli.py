@@ -762,7 +762,10 @@ def reclaim_purge(
     from snapper import reclaim, verdict
     from snapper.render import human_bytes
 
-    age = _run(lambda: verdict.parse_duration(older_than))
+    try:
+        age = verdict.parse_duration(older_than)
+    except UsageError:
+        _fail(UsageError(f"--older-than {older_than}", "not a duration", "use e.g. 0, 12h or 7d"))
     qdirs = _run(lambda: reclaim.quarantine_dirs(None, root, quarantine))
     _confirm("purge", f"delete dirs quarantined more than {older_than} ago in {', '.join(map(str, qdirs))} "
              "for good?", yes)

@@ -327,3 +327,12 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "snapper.cli", "reclaim", "apply", str(bad), "--yes"],
                          capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and "not a snapper-reclaim-plan" in res.stderr
+
+
+def test_cli_usage_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for args, text in ((["purge", "--older-than", "3x", "--yes"], "--older-than 3x: not a duration"),
+                       (["restore", "--yes"], "give a plan or --all"),
+                       (["plan", str(tmp_path / "nope")], "not a snapshot directory")):
+        res = runner.invoke(app, ["reclaim", *args])
+        assert res.exit_code in (1, 2) and len(res.stderr.splitlines()) == 1 and text in res.stderr, res.stderr
