@@ -336,3 +336,17 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
                        (["plan", str(tmp_path / "nope")], "not a snapshot directory")):
         res = runner.invoke(app, ["reclaim", *args])
         assert res.exit_code in (1, 2) and len(res.stderr.splitlines()) == 1 and text in res.stderr, res.stderr
+
+
+def test_restore_refuses_an_existing_destination(std: Standard, tmp_path: Path) -> None:
+    path, plan = planned(std, tmp_path)
+    q = reclaim.apply(path).quarantine
+    leak = std.layers["leaked"]
+    leak.path.mkdir()  # an empty dir: rename(2) alone would replace it
+    res = CliRunner().invoke(app, ["reclaim", "restore", str(path), "--yes"])
+    assert res.exit_code == 1 and "not restored" in res.stderr and leak.dir_id in res.stderr, res.stderr
+    assert (q / "items" / leak.dir_id / "dir" / "diff").is_dir() and not any(leak.path.iterdir())
+    assert all((std.root / "overlay2" / e["id"]).exists() for e in plan["entries"])
+    leak.path.rmdir()
+    outcomes, _ = reclaim.restore(q.parent, str(path))
+    assert [(o.layer_id, o.result) for o in outcomes] == [(leak.dir_id, "restored")]
