@@ -1,13 +1,14 @@
 """`snapper reclaim` on a real dockerd (issue 15).
 
 Leaks made as test_crash_verdicts does (SIGKILL of dockerd during `docker load` and during `docker commit`),
-then, daemon stopped: plan; apply as a separate `python3 -m snapper.cli` process SIGKILLed at random points
-(between journal lines, and during its re-collect), then a clean rerun; nothing lost. The daemon starts:
-every image runs a container, the image whose load was interrupted loads again and its container exports
-(a layer-store chain left pointing at a quarantined dir would break exactly this), `docker system prune -af`
-succeeds. Restore gives back every dir, short link and chain exactly (files rows of a fresh collect equal the
-first snapshot's, but for ctime, which a rename sets). Planned again, applied and purged: the filesystem frees
-what the plan says, within 1 %.
+then, daemon stopped: plan; one planned dir gets a file after the plan (it must be skipped); apply as a
+separate `python3 -m snapper.cli` process SIGKILLed at random points (between journal lines, and during its
+re-collect), then a clean rerun; nothing lost. The daemon starts: every container starts, every image runs a
+container, the legacy build cache hits, the image whose load was interrupted loads again and its container
+exports (a layer-store chain left pointing at a quarantined dir would break exactly this), `docker system
+prune -af` succeeds. Restore gives back every dir, short link and chain exactly (files rows of a fresh
+collect equal the first snapshot's, but for ctime, which a rename sets). Planned again, applied and purged:
+the filesystem frees what the plan says, within 1 %.
 
 The data root sits on a tmpfs of its own, so that statvfs counts only this daemon's bytes (the VM's /tmp is
 shared with other writers).
@@ -121,6 +122,9 @@ def test_reclaim_on_a_real_daemon(fresh_engine: EngineFactory, big_tars: dict[st
     mechs = {e["mechanism"] for e in plan["entries"]}
     assert {"interrupted-layer-create", "interrupted-image-create"} <= mechs, mechs
     overlay_before = set(os.listdir(eng.root / "overlay2"))
+    changed = next(e["id"] for e in plan["entries"] if e["mechanism"] == "interrupted-layer-create")
+    (eng.root / "overlay2" / changed / "diff" / "written-after-the-plan").write_bytes(b"x" * 100)
+    moved = planned - {changed}
 
     qdir = quarantine.choose_dir(eng.root)  # inside the data root: crashed dockerds left it bind-mounted on itself
     journal = qdir / plan["plan_id"] / "journal.jsonl"
@@ -130,10 +134,15 @@ def test_reclaim_on_a_real_daemon(fresh_engine: EngineFactory, big_tars: dict[st
     out, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()
     items = qdir / plan["plan_id"] / "items"
-    for e in plan["entries"]:  # every planned dir is in the quarantine, the very same inode
+    again = {o.layer_id: o for o in reclaim.apply(path, stopped_only=True).outcomes}
+    assert again[changed].result == "skipped" and "changed since the plan" in again[changed].reason, again[changed]
+    assert {k for k, o in again.items() if o.result == "already quarantined"} == moved
+    for e in plan["entries"]:  # every other planned dir is in the quarantine, the very same inode
+        if e["id"] == changed:
+            continue
         assert (items / e["id"] / "dir").is_dir(), (e["id"], out.decode(), err.decode())
         assert os.lstat(items / e["id"] / "dir").st_ino == e["signature"]["."][0], e["id"]
-    assert set(os.listdir(eng.root / "overlay2")) == overlay_before - planned
+    assert set(os.listdir(eng.root / "overlay2")) == overlay_before - moved
 
     # the daemon is fine with it
     eng.start()
@@ -157,9 +166,9 @@ def test_reclaim_on_a_real_daemon(fresh_engine: EngineFactory, big_tars: dict[st
                          cwd=TOP, env={**os.environ, "PYTHONPATH": str(TOP)}, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     s1 = _collect(eng, tmp_path / "s1")
-    assert _rows(s1, planned) == _rows(s0, planned)
-    assert _links(s1, planned) == _links(s0, planned)
-    assert _chains(s1, planned) == _chains(s0, planned)
+    assert _rows(s1, moved) == _rows(s0, moved)
+    assert _links(s1, moved) == _links(s0, moved)
+    assert _chains(s1, moved) == _chains(s0, moved)
 
     # and for good: plan again (the restore changed the dirs' ctimes), apply, purge
     plan2 = reclaim.make_plan(s1)
