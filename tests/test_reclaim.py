@@ -350,3 +350,41 @@ def test_restore_refuses_an_existing_destination(std: Standard, tmp_path: Path) 
     leak.path.rmdir()
     outcomes, _ = reclaim.restore(q.parent, str(path))
     assert [(o.layer_id, o.result) for o in outcomes] == [(leak.dir_id, "restored")]
+
+
+def test_veto_mid_group_is_undone_even_when_killed_while_undoing(std: Standard, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dir changes after its l/ link moved: the group is undone; killed during that undo, the next run
+    finishes the undo. The link is back, the dir never left."""
+    path, _ = planned(std, tmp_path, mechanisms=["interrupted-layer-create"])
+    leak = std.layers["leaked"]
+    before = tree(std.root)
+    real_check = reclaim._check_move
+
+    def veto(m: quarantine.Move, e: dict[str, Any], *a: Any) -> str | None:
+        return "vetoed for the test" if m.kind == "overlay2-dir" and e["id"] == leak.dir_id else real_check(m, e, *a)
+
+    real_move = quarantine.move_noreplace
+
+    def move(src: str, dst: str) -> None:
+        if src.endswith(f"/items/{leak.dir_id}/l/{leak.link_id}"):  # the undo of the link move
+            raise Killed
+        real_move(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(reclaim, "_check_move", veto)
+        m.setattr(quarantine, "move_noreplace", move)
+        with pytest.raises(Killed):
+            reclaim.apply(path)
+    assert not os.path.lexists(std.root / "overlay2" / "l" / str(leak.link_id))
+    with monkeypatch.context() as m:
+        m.setattr(reclaim, "_check_move", veto)
+        res = reclaim.apply(path)
+    assert any("finished undoing" in n for n in res.notes), res.notes
+    assert {o.layer_id: o.reason for o in res.outcomes}[leak.dir_id] == "vetoed for the test"
+    q = quarantine.PlanQuarantine(res.quarantine.parent, res.plan_id)
+    ok = {g.layer_id for g in q.groups().values() if g.ended == "done"}
+    for lid in ok:  # what else was quarantined goes back; then the tree is as before
+        assert lid != leak.dir_id
+    reclaim.restore(res.quarantine.parent, str(path))
+    assert tree(std.root) == before
