@@ -87,7 +87,10 @@ def _apply_killed(plan: Path, journal: Path, rng: random.Random) -> list[int]:
         delay = rng.uniform(0.2, 2.0) if more == 0 else 0.0
         proc = _cli("apply", str(plan), "--yes", "--stopped-only")
         t0 = time.monotonic()
-        while proc.poll() is None and (_lines(journal) < start + more or time.monotonic() - t0 < delay):
+        while proc.poll() is None:
+            n = _lines(journal)
+            if n >= start + more and (more > 0 or n > start or time.monotonic() - t0 >= delay):
+                break  # more == 0: at the random delay, or at the first journal line if that comes first
             time.sleep(0.001)
         if proc.poll() is not None:  # finished before the crash point: nothing left to interrupt
             assert proc.returncode == 0, proc.stderr.read() if proc.stderr else b""
