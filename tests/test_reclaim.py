@@ -388,3 +388,12 @@ def test_veto_mid_group_is_undone_even_when_killed_while_undoing(std: Standard, 
         assert lid != leak.dir_id
     reclaim.restore(res.quarantine.parent, str(path))
     assert tree(std.root) == before
+
+
+def test_entries_of_other_stores_are_reported_not_acted_on(std: Standard, tmp_path: Path) -> None:
+    path, plan = planned(std, tmp_path, mechanisms=["stray-dir"])
+    plan["entries"].append({**plan["entries"][0], "store": "containerd", "kind": "snapshot", "id": "moby/7"})
+    reclaim.write_plan(plan, path)
+    res = {o.layer_id: o for o in reclaim.apply(path).outcomes}
+    assert res["stray.txt"].result == "quarantined"
+    assert res["moby/7"].result == "skipped" and "not supported yet" in res["moby/7"].reason
