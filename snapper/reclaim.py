@@ -147,6 +147,10 @@ def read_plan(path: str | Path) -> dict[str, Any]:
     if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT or plan.get("version") != PLAN_VERSION:
         raise ReclaimError(str(path), f"not a {PLAN_FORMAT} v{PLAN_VERSION} file", "make one with `snapper "
                            "reclaim plan`")
+    for entry in plan.get("entries") or []:
+        lid = entry.get("id") if isinstance(entry, dict) else None
+        if isinstance(entry, dict) and entry.get("store") == "overlay2" and (not isinstance(lid, str) or "/" in lid or lid in ("", ".", "..", "l")):
+            raise ReclaimError(str(path), f"entry {lid!r} is not an overlay2 dir name", "make a new plan")
     return plan
 
 

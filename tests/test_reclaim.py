@@ -397,3 +397,12 @@ def test_entries_of_other_stores_are_reported_not_acted_on(std: Standard, tmp_pa
     res = {o.layer_id: o for o in reclaim.apply(path).outcomes}
     assert res["stray.txt"].result == "quarantined"
     assert res["moby/7"].result == "skipped" and "not supported yet" in res["moby/7"].reason
+
+
+def test_a_plan_naming_a_path_outside_overlay2_is_refused(std: Standard, tmp_path: Path) -> None:
+    path, plan = planned(std, tmp_path, mechanisms=["stray-dir"])
+    plan["entries"][0]["id"] = "../image"
+    reclaim.write_plan(plan, path)
+    with pytest.raises(ReclaimError, match="not an overlay2 dir name"):
+        reclaim.apply(path)
+    assert (std.root / "image").is_dir()
