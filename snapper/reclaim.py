@@ -149,7 +149,8 @@ def read_plan(path: str | Path) -> dict[str, Any]:
                            "reclaim plan`")
     for entry in plan.get("entries") or []:
         lid = entry.get("id") if isinstance(entry, dict) else None
-        if isinstance(entry, dict) and entry.get("store") == "overlay2" and (not isinstance(lid, str) or "/" in lid or lid in ("", ".", "..", "l")):
+        bad = not isinstance(lid, str) or "/" in lid or lid in ("", ".", "..", "l")
+        if isinstance(entry, dict) and entry.get("store") == "overlay2" and bad:
             raise ReclaimError(str(path), f"entry {lid!r} is not an overlay2 dir name", "make a new plan")
     return plan
 
