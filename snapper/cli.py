@@ -639,6 +639,156 @@ def demo(
     print("\nnext: `snapper collect` on your host (as root), then `snapper leaks SNAPSHOT`.")
 
 
+reclaim_app = typer.Typer(name="reclaim", no_args_is_help=True, rich_markup_mode=None,
+                          help="Give leaked space back: plan, apply (quarantine), restore, purge.")
+app.add_typer(reclaim_app)
+QuarantineOpt = Annotated[Path | None, typer.Option("--quarantine", help="quarantine dir (default: "
+                                                    "<parent of the data root>/.snapper-quarantine)")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do it without asking (needed without a terminal)")]
+
+
+def _confirm(command: str, question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        _fail(UsageError(f"reclaim {command}", "changes the data root and stdin is not a terminal",
+                         "rerun with --yes"))
+    if not typer.confirm(question, default=False):
+        raise typer.Exit(1)
+
+
+def _outcomes(rows: list[Any], title: str) -> None:
+    import pyarrow as pa
+
+    from snapper.render import render_table
+
+    if rows:
+        render_table(pa.Table.from_pylist([vars(r) for r in rows]), "table", title=title, byte_columns=("bytes",))
+
+
+@reclaim_app.command("plan")
+def reclaim_plan(
+    snapshot: Annotated[Path, typer.Argument(help="snapshot directory")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="plan file (default reclaim-<plan id>.json)")] = None,
+    mechanism: Annotated[list[str] | None, typer.Option("--mechanism", "-m", help="only this mechanism "
+                                                        "(repeatable)")] = None,
+    min_bytes: Annotated[int, typer.Option("--min-bytes", help="skip leaked dirs smaller than this")] = 0,
+    grace: GraceOpt = "1h",
+) -> None:
+    """Write a plan of the leaked dirs to reclaim (JSON, 0600) and print it. Changes nothing.
+
+    Examples:
+      snapper reclaim plan SNAP -o plan.json
+      snapper reclaim plan SNAP -m interrupted-layer-create --min-bytes 100000000
+    """
+    from snapper import reclaim, verdict
+    from snapper.render import human_bytes
+
+    grace_s = _run(lambda: verdict.parse_duration(grace))
+    plan = _run(lambda: reclaim.make_plan(snapshot, mechanism or [], min_bytes, grace_s))
+    path = _run(lambda: reclaim.write_plan(plan, out or Path(f"reclaim-{plan['plan_id']}.json")))
+    _outcomes([reclaim.Outcome(e["id"], e["bytes"], e["mechanism"], "planned", e["evidence"])
+               for e in plan["entries"]], f"plan {plan['plan_id']} for {plan['data_root']}")
+    print(f"total {human_bytes(plan['total_bytes'])} in {len(plan['entries'])} dirs; plan written to {path}")
+
+
+@reclaim_app.command("apply")
+def reclaim_apply(
+    plan: Annotated[Path, typer.Argument(help="plan file from `snapper reclaim plan`")],
+    yes: YesOpt = False,
+    stopped_only: Annotated[bool, typer.Option("--stopped-only", help="refuse while a dockerd runs on the "
+                                               "data root")] = False,
+    quarantine: QuarantineOpt = None,
+) -> None:
+    """Re-check every planned dir and move those still leaked and unchanged into the quarantine.
+
+    Examples:
+      snapper reclaim apply plan.json              (asks on a terminal)
+      snapper reclaim apply plan.json --yes --stopped-only
+    """
+    from snapper import reclaim
+    from snapper.render import human_bytes
+
+    p = _run(lambda: reclaim.read_plan(plan))
+    _confirm("apply", f"move up to {len(p['entries'])} dirs ({human_bytes(p['total_bytes'])}) of "
+             f"{p['data_root']} into the quarantine?", yes)
+    res = _run(lambda: reclaim.apply(plan, stopped_only, quarantine))
+    for note in res.notes:
+        print(f"journal: {note}", file=sys.stderr)
+    _outcomes(res.outcomes, f"apply {res.plan_id}")
+    moved = sum(1 for o in res.outcomes if o.result == "quarantined")
+    print(f"quarantined {moved} dirs ({human_bytes(res.moved_bytes)}) in {res.quarantine}; "
+          f"{sum(1 for o in res.outcomes if o.result == 'skipped')} skipped")
+
+
+@reclaim_app.command("restore")
+def reclaim_restore(
+    plan: Annotated[str | None, typer.Argument(help="plan file or plan id")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every plan in the quarantine")] = False,
+    yes: YesOpt = False,
+    root: Annotated[str | None, typer.Option(help="data root (to find the quarantine without a plan file)")] = None,
+    quarantine: QuarantineOpt = None,
+) -> None:
+    """Move quarantined dirs back exactly where they were (a destination that exists is refused).
+
+    Examples:
+      snapper reclaim restore plan.json --yes
+      snapper reclaim restore --all --root /var/lib/docker
+    """
+    from snapper import reclaim
+    from snapper.errors import QuarantineError
+
+    if (plan is None) == (not all_):
+        _fail(UsageError("reclaim restore", "give a plan or --all (one of them)", "e.g. restore plan.json"))
+    qdirs = _run(lambda: reclaim.quarantine_dirs(plan, root, quarantine))
+    _confirm("restore", f"move quarantined dirs of {'every plan' if all_ else plan} in "
+             f"{', '.join(map(str, qdirs))} back?", yes)
+    outcomes, notes = [], []
+    for qdir in qdirs:
+        o, n = _run(lambda q=qdir: reclaim.restore(q, plan, all_))  # type: ignore[misc]
+        outcomes += o
+        notes += n
+    for note in notes:
+        print(f"journal: {note}", file=sys.stderr)
+    _outcomes(outcomes, "restore")
+    print(f"restored {sum(1 for o in outcomes if o.result == 'restored')} dirs")
+    refused = [o for o in outcomes if o.result == "refused"]
+    if refused:
+        _fail(QuarantineError(refused[0].layer_id, f"not restored: {refused[0].reason}"
+                              + (f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""),
+                              "move what is in the way aside and run restore again"))
+
+
+@reclaim_app.command("purge")
+def reclaim_purge(
+    older_than: Annotated[str, typer.Option("--older-than", help="only dirs quarantined longer ago than "
+                                            "this (e.g. 7d, 0)")] = "7d",
+    yes: YesOpt = False,
+    root: Annotated[str | None, typer.Option(help="data root (default: daemon.json, else /var/lib/docker)")] = None,
+    quarantine: QuarantineOpt = None,
+) -> None:
+    """Delete quarantined dirs for good and report the bytes freed (statvfs before and after).
+
+    Examples:
+      snapper reclaim purge --older-than 7d --yes
+    """
+    from snapper import reclaim, verdict
+    from snapper.render import human_bytes
+
+    try:
+        age = verdict.parse_duration(older_than)
+    except UsageError:
+        _fail(UsageError(f"--older-than {older_than}", "not a duration", "use e.g. 0, 12h or 7d"))
+    qdirs = _run(lambda: reclaim.quarantine_dirs(None, root, quarantine))
+    _confirm("purge", f"delete dirs quarantined more than {older_than} ago in {', '.join(map(str, qdirs))} "
+             "for good?", yes)
+    for qdir in qdirs:
+        res = _run(lambda q=qdir: reclaim.purge(q, age))  # type: ignore[misc]
+        _outcomes(res.outcomes, f"purge {qdir}")
+        print(f"purged {sum(1 for o in res.outcomes if o.result == 'purged')} dirs "
+              f"({human_bytes(res.purged_bytes)} planned), filesystem freed {human_bytes(res.freed_bytes)}")
+
+
 def main() -> None:
     try:
         app(prog_name="snapper")
