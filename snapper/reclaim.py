@@ -63,7 +63,10 @@ def make_plan(snapshot: str | Path, mechanisms: Sequence[str] = (), min_bytes: i
     for m in mechanisms:
         if m not in MECHANISMS:
             raise UsageError(f"--mechanism {m}", "not a leak mechanism", f"use one of {', '.join(MECHANISMS)}")
-    chosen = [r for r in leaks if not mechanisms or r["mechanism"] in mechanisms]
+    # containerd leaks are not moved behind containerd's back: they go when their dead leases are deleted
+    # through containerd (see `snapper explain SNAP ID`); only overlay2 dirs are planned
+    chosen = [r for r in leaks if r.get("store", "overlay2") == "overlay2"
+              and (not mechanisms or r["mechanism"] in mechanisms)]
     sigs = _signatures(snap.table_path("files"), [r["layer_id"] for r in chosen])
     chain_dirs: dict[str, list[str]] = {}
     for c in pq.read_table(snap.table_path("layerdb"), columns=["cache_id", "dir_name"]).to_pylist():

@@ -406,3 +406,13 @@ def test_a_plan_naming_a_path_outside_overlay2_is_refused(std: Standard, tmp_pat
     with pytest.raises(ReclaimError, match="not an overlay2 dir name"):
         reclaim.apply(path)
     assert (std.root / "image").is_dir()
+
+
+def test_containerd_leaks_are_never_planned() -> None:
+    """They leave through containerd (its GC, after their dead leases are deleted), never by a rename."""
+    sample = Path(__file__).parent / "data" / "ctr_sample"
+    from snapper import verdict
+
+    assert verdict.leaks(str(sample)).num_rows > 0
+    plan = reclaim.make_plan(sample, grace_s=0)
+    assert plan["entries"] == [] and plan["total_bytes"] == 0
