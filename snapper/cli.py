@@ -418,7 +418,8 @@ def history(
         render_json({"snapshots": rows_of(h.timeline), "rate": h.rate, "never_reachable": never,
                      "dirs": rows_of(h.dirs.drop_columns(["first_seen_ns", "last_seen_ns"])),
                      "attribution": rows_of(h.attribution), "duplicates": rows_of(h.duplicates),
-                     "prefixes": rows_of(h.prefixes), "neighbours": rows_of(h.neighbours)})
+                     "prefixes": rows_of(h.prefixes), "neighbours": rows_of(h.neighbours),
+                     "containerd": rows_of(h.containerd)})
         return
     if format == "csv":
         render_table(h.dirs, "csv")
@@ -445,6 +446,11 @@ def history(
     _table_or_none(h.duplicates.drop_columns(["fingerprint"]), "duplicate content", "table",
                    ("bytes_each", "wasted_bytes"))
     _table_or_none(h.prefixes.slice(0, 15), "top leaked path prefixes", "table", ("bytes",))
+    ctr_never = h.containerd.filter(h.containerd["never_reachable"]) if h.containerd.num_rows else h.containerd
+    _table_or_none(ctr_never.select(["store", "kind", "name", "first_seen", "last_seen", "snapshots_present", "bytes",
+                                     "last_mechanism", "self_heal", "present_at_end"]) if ctr_never.num_rows
+                   else ctr_never, f"containerd: appeared and never became reachable ({ctr_never.num_rows})", "table",
+                   ("bytes",))
 
 
 @app.command()

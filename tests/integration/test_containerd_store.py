@@ -191,7 +191,8 @@ def test_crash_verdicts_with_containerd_as_referee(c8d_engine: Engine, crash: An
     assert _items(eng) >= live
     assert "hello" in eng.docker("run", "--rm", "--network", "none", "bb:base", "echo", "hello").stdout
     eng.docker("start", "keep")
-    # recall (after the checks: prune also drops bb:base, which only a stopped container uses): whatever else the crash left, the engine's own records reach: removing them frees all of it
+    # recall: whatever else the crash left, the engine's own records reach, so removing them frees all of it
+    # (after the checks above: prune also drops bb:base, which only a stopped container uses)
     others = [c for c in eng.docker("ps", "-aq", "--filter", "name=writer").stdout.split()]
     if others:
         eng.docker("rm", "-f", *others)
