@@ -370,7 +370,8 @@ def diff(
     totals = d.totals()
     if format == "json":
         render_json({"old": str(d.old.path), "new": str(d.new.path), "totals": totals,
-                     **{k: rows_of(v.select(cols)) for k, v in sections.items()}})
+                     **{k: rows_of(v.select(cols)) for k, v in sections.items()},
+                     "containerd": rows_of(d.containerd)})
     elif format == "csv":
         import pyarrow as pa
 
@@ -380,8 +381,14 @@ def diff(
         for name, t in sections.items():
             _table_or_none(t.select(cols), f"{name.replace('_', ' ')} ({t.num_rows})", "table",
                            ("bytes", "bytes_delta"))
+        import pyarrow.compute as pc
+
+        moved = d.containerd.filter(pc.not_equal(d.containerd["change"], "unchanged")) if d.containerd.num_rows \
+            else d.containerd
+        _table_or_none(moved, f"containerd: snapshot dirs, blobs and ingests that changed ({moved.num_rows})",
+                       "table", ("bytes", "bytes_delta"))
         print("totals: " + ", ".join(f"{k}={v:,}" for k, v in totals.items()))
-    if exit_code and totals["newly_leaked_bytes"] > 0:
+    if exit_code and totals["newly_leaked_bytes"] + totals["containerd_newly_leaked_bytes"] > 0:
         raise typer.Exit(3)
 
 

@@ -35,6 +35,7 @@ class Diff:
     old: Snapshot
     new: Snapshot
     dirs: pa.Table  # one row per dir (query `diff`)
+    containerd: pa.Table  # one row per containerd snapshot dir, blob and ingest dir (query `ctr_diff`)
 
     def where(self, mask: pa.ChunkedArray | pa.Array) -> pa.Table:
         return self.dirs.filter(mask)
@@ -76,14 +77,18 @@ class Diff:
             "newly_leaked_dirs": self.newly_leaked.num_rows, "newly_leaked_bytes": total(self.newly_leaked),
             "leaks_gone_dirs": self.leaks_gone.num_rows, "leaks_gone_bytes": total(self.leaks_gone, "old_bytes"),
             "bytes_delta": total(self.dirs, "bytes_delta"),
+            "containerd_newly_leaked": int(pc.sum(self.containerd["newly_leaked"]).as_py() or 0)
+            if self.containerd.num_rows else 0,
+            "containerd_newly_leaked_bytes": total(self.containerd.filter(self.containerd["newly_leaked"]))
+            if self.containerd.num_rows else 0,
         }
 
 
 def diff(old: str | Path, new: str | Path, grace_s: int = DEFAULT_GRACE_S) -> Diff:
     o, n = open_snapshot(old), open_snapshot(new)
     con = bind([o, n])
-    dirs = catalog.run(con, "diff", {"old_snap": 0, "new_snap": 1, "grace_seconds": grace_s})
-    return Diff(o, n, dirs)
+    p = {"old_snap": 0, "new_snap": 1, "grace_seconds": grace_s}
+    return Diff(o, n, catalog.run(con, "diff", p), catalog.run(con, "ctr_diff", p))
 
 
 def diff_files(old: str | Path, new: str | Path, layer_id: str) -> pa.Table:

@@ -89,3 +89,27 @@ def test_explain_takes_a_snapshot_id_or_a_digest_prefix() -> None:
     assert blob["verdict"] == "leaked (ctr-blob-without-meta)"
     live = {r["section"]: r["detail"] for r in verdict.explain(sample, "1").to_pylist()}
     assert live["verdict"] == "live" and live["evidence"].startswith("reached from image ")
+
+
+def test_diff_and_history_follow_containerd_items(tmp_path: Path) -> None:
+    from snapper import series
+
+    root = tmp_path / "root"
+    shutil.copytree(CTR_ROOT, root)
+    collect(CollectOptions(root=str(root), out=str(tmp_path / "s1"), api=False, jobs=1, use_base=False))
+    (root / "io.containerd.snapshotter.v1.overlayfs" / "snapshots" / "77" / "fs").mkdir(parents=True)
+    orphan = next(p for p in (root / "io.containerd.content.v1.content" / "blobs" / "sha256").iterdir()
+                  if p.name.startswith("88f6811a"))
+    orphan.unlink()
+    collect(CollectOptions(root=str(root), out=str(tmp_path / "s2"), api=False, jobs=1, use_base=False))
+    d = series.diff(tmp_path / "s1", tmp_path / "s2", 0)
+    rows = {r["name"]: r for r in d.containerd.to_pylist()}
+    assert rows["77"]["change"] == "appeared" and rows["77"]["newly_leaked"]
+    assert rows[f"sha256:{orphan.name}"]["change"] == "vanished" and rows[f"sha256:{orphan.name}"]["leak_gone"]
+    assert rows["1"]["change"] == "unchanged"
+    assert d.totals()["containerd_newly_leaked"] == 1
+    h = series.history([tmp_path / "s1", tmp_path / "s2"], 0)
+    items = {r["name"]: r for r in h.containerd.to_pylist()}
+    assert items["99"]["never_reachable"] and items["99"]["snapshots_present"] == 2
+    assert not items["1"]["never_reachable"] and items["1"]["ever_live"]
+    assert not items[f"sha256:{orphan.name}"]["present_at_end"]
