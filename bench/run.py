@@ -177,7 +177,7 @@ def blow_up(snap: Path, factor: int, dest: Path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from snapper.collect import _FILES_PARQUET
+    from snapper.fileswriter import _FILES_PARQUET
 
     shutil.copytree(snap, dest)
     src = pq.ParquetFile(snap / "files.parquet")

@@ -1,4 +1,5 @@
-"""One collection -> one snapshot: overlay2 manifests plus every piece of Docker metadata, read-only.
+"""One collection -> one snapshot: every layer store's file manifests (``snapper.stores``: overlay2, containerd)
+plus every piece of Docker and containerd metadata, read-only.
 
 The walk runs in small worker processes (``snapper.walkpool``: whole layers or subtrees of a big one per task)
 that stream raw column buffers back through pipes; the parent turns them into Arrow batches and is the
@@ -15,18 +16,15 @@ import contextlib
 import ctypes
 import os
 import platform
-import queue
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from snapper import __version__, incremental
 from snapper.docker_root import (
@@ -36,25 +34,16 @@ from snapper.docker_root import (
     find_daemons,
     find_data_root,
 )
-from snapper.errors import SnapshotError, UsageError
+from snapper.errors import UsageError
+from snapper.fileswriter import _SnapshotWriter
 from snapper.metadata import Rows
 from snapper.metadata.api import collect_api
 from snapper.metadata.buildkit import read_leases, read_records, read_residue, read_snapshot_keys
-from snapper.metadata.containerd import (
-    SNAPSHOTTER,
-    find_containerd,
-    read_content,
-    read_meta,
-    read_meta_leases,
-    read_snapshotter,
-    store_roots,
-)
 from snapper.metadata.containers import read_containers
 from snapper.metadata.holders import read_holders
 from snapper.metadata.imagedb import read_images, read_tags
-from snapper.metadata.layerdb import name_class, read_chains, read_mounts, read_write_sets
+from snapper.metadata.layerdb import read_chains, read_mounts, read_write_sets
 from snapper.metadata.mountinfo import read_mountinfo
-from snapper.metadata.overlay import list_entries, read_links, resolve_lower
 from snapper.schema import (
     API_BUILD_CACHE,
     API_CONTAINERS,
@@ -62,37 +51,21 @@ from snapper.schema import (
     API_IMAGES,
     BUILDKIT_RECORDS,
     BUILDKIT_SNAPSHOTS,
-    CONTAINERD_SNAPSHOTS,
     CONTAINERS,
-    CTR_DIRS,
-    CTR_LABELS,
-    CTR_LEASE_RESOURCES,
-    CTR_OBJECTS,
-    CTR_STORES,
     ERRORS,
-    FILES,
     HOLDERS,
     IMAGES,
-    LAYER_SIGNATURES,
     LAYERDB,
-    LAYERS,
     LEASES,
-    LINKS,
     MOUNTINFO,
     MOUNTS,
     RESIDUE,
     TAGS,
     WRITE_SETS,
-    Table,
 )
-from snapper.snapshot import SnapshotWriter, _create_private
-from snapper.walk import HASH_MODES, LayerResult, error_row, show_bytes
-from snapper.walkpool import walk_layers
-
-
-class Progress(Protocol):
-    def start(self, total_layers: int) -> None: ...
-    def advance(self, files: int, nbytes: int) -> None: ...
+from snapper.snapshot import SnapshotWriter
+from snapper.stores import CollectContext, Progress, stores
+from snapper.walk import HASH_MODES, error_row
 
 
 class _NoProgress:
@@ -176,86 +149,6 @@ def low_priority(enabled: bool) -> Iterator[dict[str, Any]]:
             os.setpriority(os.PRIO_PROCESS, 0, old_nice)
 
 
-# --- files.parquet ----------------------------------------------------------------------------------------
-
-# Measured on the bench tree (bench/RESULTS.md): dictionaries only where values repeat, delta encodings for
-# the sorted-ish integers and for paths (siblings share prefixes): 16.0 -> 14.5 bytes per row, and a
-# quarter less CPU than dictionary-encoding every column.
-_FILES_PARQUET: dict[str, Any] = {
-    "use_dictionary": ["layer_id", "type", "nlink", "mode", "uid", "gid", "dev", "link_target"],
-    "column_encoding": {"path": "DELTA_BYTE_ARRAY", "inode": "DELTA_BINARY_PACKED",
-                        "mtime_ns": "DELTA_BINARY_PACKED", "ctime_ns": "DELTA_BINARY_PACKED",
-                        "size": "DELTA_BINARY_PACKED", "allocated": "DELTA_BINARY_PACKED"},
-}
-
-
-_FILES_ROW_GROUP = 65536  # encoding a row group costs ~190 bytes a row outside Arrow's pool: 64k rows ~12 MB
-_FILES_ROW_GROUP_BYTES = 32 << 20  # or fewer rows when paths are long (10,000-deep dirs: 20 kB a path)
-
-
-class _Closed:
-    def close(self) -> None:
-        pass
-
-
-class _SnapshotWriter(SnapshotWriter):
-    """The snapshot writer with files.parquet tuned for the table: its encodings, row groups of 64k rows,
-    rows of committed (stable) dirs in row groups of their own, and row groups of a base snapshot copied in
-    as bytes at the end (``snapper.incremental.splice``)."""
-
-    def __init__(self, out: Path) -> None:
-        super().__init__(out)
-        self.files_pending: dict[bool, list[pa.RecordBatch]] = {True: [], False: []}
-        self.files_rows = {True: 0, False: 0}
-        self.files_bytes = {True: 0, False: 0}
-        self.splice_from: tuple[Path, list[int]] | None = None
-
-    def _writer(self, table: Table) -> pq.ParquetWriter:
-        if table.name != FILES.name or table.name in self.writers:
-            return super()._writer(table)
-        path = self.tmp / f"{table.name}.parquet"
-        _create_private(path)
-        w = pq.ParquetWriter(str(path), table.schema, compression="zstd", compression_level=3, **_FILES_PARQUET)
-        self.writers[table.name] = w
-        return w
-
-    def write_files(self, batch: pa.RecordBatch, stable: bool) -> None:
-        self.files_pending[stable].append(batch)
-        self.files_rows[stable] += batch.num_rows
-        self.files_bytes[stable] += batch.nbytes
-        if self.files_rows[stable] >= _FILES_ROW_GROUP or self.files_bytes[stable] >= _FILES_ROW_GROUP_BYTES:
-            self._flush_files(stable)
-
-    def _flush_files(self, stable: bool) -> None:
-        batches, self.files_pending[stable], self.files_rows[stable] = self.files_pending[stable], [], 0
-        self.files_bytes[stable] = 0
-        self._write_batches(FILES, batches)
-
-    def finish(self, manifest: dict[str, Any]) -> Path:
-        for stable in (True, False):
-            self._flush_files(stable)
-        if self.splice_from is not None:
-            self._writer(FILES).close()
-            self.writers[FILES.name] = _Closed()
-            path = self.tmp / f"{FILES.name}.parquet"
-            spliced = self.tmp / f".{FILES.name}.spliced"
-            try:
-                self.rows[FILES.name] += incremental.splice(path, self.splice_from[0], self.splice_from[1], spliced)
-                os.replace(spliced, path)
-            except OSError as e:
-                raise self._io(FILES.name, e) from e
-        return super().finish(manifest)
-
-
-def _reference_footer() -> bytes:
-    """The footer of an empty files.parquet as _SnapshotWriter writes it (schema and key-value metadata)."""
-    sink = pa.BufferOutputStream()
-    pq.ParquetWriter(sink, FILES.schema, compression="zstd", compression_level=3, **_FILES_PARQUET).close()
-    data: bytes = sink.getvalue().to_pybytes()
-    n = int.from_bytes(data[-8:-4], "little")
-    return data[-8 - n:-8]
-
-
 def _utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -265,11 +158,6 @@ def _statvfs(path: Path) -> dict[str, int]:
     return {"total_bytes": st.f_blocks * st.f_frsize, "used_bytes": (st.f_blocks - st.f_bfree) * st.f_frsize,
             "avail_bytes": st.f_bavail * st.f_frsize, "total_inodes": st.f_files,
             "used_inodes": st.f_files - st.f_ffree}
-
-
-def _malloc_trim() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 @contextlib.contextmanager
@@ -282,47 +170,6 @@ def _system_memory_pool() -> Iterator[None]:
         yield
     finally:
         pa.set_memory_pool(old)
-
-
-class _BackgroundWriter:
-    """Writes files batches in a thread: Parquet encoding and compression release the GIL, so the walk's
-    dispatch loop keeps the workers fed meanwhile. The queue is short: memory stays bounded."""
-
-    def __init__(self, writer: _SnapshotWriter) -> None:
-        self.writer = writer
-        self.q: queue.Queue[tuple[pa.RecordBatch, bool] | None] = queue.Queue(maxsize=2)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="snapper-files-writer", daemon=True)
-
-    def __enter__(self) -> _BackgroundWriter:
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        rows = 0
-        while (item := self.q.get()) is not None:
-            rb, stable = item
-            if self.error is None:
-                try:
-                    self.writer.write_files(rb, stable)
-                except BaseException as e:  # handed to the main thread at the next put or at exit
-                    self.error = e
-            rows += rb.num_rows
-            del rb, item
-            if rows >= _FILES_ROW_GROUP:  # give freed row groups back to the OS (glibc keeps them otherwise)
-                rows = 0
-                _malloc_trim()
-
-    def put(self, rb: pa.RecordBatch, stable: bool) -> None:
-        if self.error is not None:
-            raise self.error
-        self.q.put((rb, stable))
-
-    def __exit__(self, *exc: object) -> None:
-        self.q.put(None)
-        self.thread.join()
-        if self.error is not None and exc[0] is None:
-            raise self.error
 
 
 # --- metadata ---------------------------------------------------------------------------------------
@@ -424,100 +271,25 @@ def _collect_into(writer: _SnapshotWriter, opts: CollectOptions, root: Path, roo
     errors += e
     leases, e = read_leases(root, "buildkit/containerdmeta.db", "leases")
     errors += e
-    stores = store_roots(root, layout.containerd_store, opts.containerd_roots)
-    ctr_leases, e = read_meta_leases(stores)
-    errors += e
-    ctr_snaps, e = read_snapshotter(stores)
-    errors += e
-    ctr_dir_rows = _collect_containerd(writer, stores, root, daemons, errors)
     residue, e = read_residue(root, layout.active_driver)
     errors += e
     writer.write_rows(HOLDERS, read_holders(root))
     for table, rows in ((BUILDKIT_RECORDS, records), (BUILDKIT_SNAPSHOTS, bk_keys),
-                        (LEASES, leases + ctr_leases), (CONTAINERD_SNAPSHOTS, ctr_snaps), (RESIDUE, residue),
+                        (LEASES, leases), (RESIDUE, residue),
                         (LAYERDB, chains), (MOUNTS, mounts), (WRITE_SETS, wsets), (TAGS, tags),
                         (IMAGES, images), (CONTAINERS, containers)):
         writer.write_rows(table, rows)
     durations["metadata_s"] = round(time.time() - t, 3)
 
-    t = time.time()
-    overlay_dir = os.fsencode(str(root / "overlay2"))
-    link_rows, e = read_links(overlay_dir)
-    errors += e
-    writer.write_rows(LINKS, link_rows)
-    names, e = list_entries(overlay_dir)
-    errors += e
-    links_by_short = {r["short_id"]: r["target_layer_id"] for r in link_rows
-                      if r["well_formed"] and not r["dangling"]}
-    mounted_layers = {r["layer_id"] for r in mi_rows if r["layer_id"]}
-    plan = incremental.plan(base, base_reason, overlay_dir, names, chains, links_by_short, mounted_layers)
-    copied = [0, 0]  # rows decoded and written again, rows copied as bytes
-    raw_groups: list[int] = []
-    decode_groups: list[int] = []
-    if plan.base is not None and plan.reused:
-        try:
-            raw_groups, decode_groups, copied[1] = incremental.reuse_groups(plan.base, set(plan.reused),
-                                                                            _reference_footer())
-        except (OSError, pa.ArrowException) as e:  # a damaged base: walk everything instead
-            plan = incremental.plan(None, f"{plan.base.path}: files table unreadable ({e})", overlay_dir, names,
-                                    chains, links_by_short, mounted_layers)
-        if plan.base is not None and raw_groups:
-            writer.splice_from = (plan.base.path / "files.parquet", raw_groups)
-    reused = set(plan.reused)
-    writer.write_rows(LAYER_SIGNATURES, [{"layer_id": k, "top_signature": v} for k, v in plan.signatures.items()])
-    progress.start(len(names))
-    results: dict[str, LayerResult] = dict(plan.reused)
-    for res in plan.reused.values():
-        progress.advance(res.file_count, res.allocated_bytes)
-
-    def side() -> Iterator[pa.RecordBatch]:
-        if plan.base is not None:
-            try:
-                for rb in incremental.copy_rows(plan.base, reused, decode_groups):
-                    copied[0] += rb.num_rows
-                    yield rb
-            except (OSError, pa.ArrowException) as e:
-                raise SnapshotError(str(plan.base.path), f"files table unreadable while copying rows ({e})",
-                                    "collect again with --no-base") from e
-
-    walk_stats: dict[str, int] = {}
-    with _BackgroundWriter(writer) as files_out:
-        for kind, payload, extra in walk_layers(overlay_dir, plan.walk, opts.hash_mode, mount_points, jobs, side(),
-                                          walk_stats):
-            if kind == "batch":
-                files_out.put(payload, payload.column(0).dictionary[0].as_py() in plan.stable)
-            elif kind == "layer":
-                results[payload.layer_id] = payload
-                errors += extra
-                progress.advance(payload.file_count, payload.allocated_bytes)
-            else:
-                raise RuntimeError(f"walk failed: {payload}")
-    durations["walk_s"] = round(time.time() - t, 3)
-    t = time.time()
-    ctr_dir_rows += _walk_snapshot_dirs(stores, opts.hash_mode, mount_points, jobs, files_writer=writer,
-                                        errors=errors, progress=progress)
-    writer.write_rows(CTR_DIRS, ctr_dir_rows)
-    durations["containerd_walk_s"] = round(time.time() - t, 3)
-    expected = sum(r.file_count for r in plan.reused.values())
-    if plan.base is not None and sum(copied) != expected:
-        raise RuntimeError(f"base {plan.base.path}: {sum(copied)} files rows to copy, its layers rows say "
-                           f"{expected}")
-    layer_rows: Rows = []
-    for name in names:
-        lid = show_bytes(name)[0]
-        res = results.get(lid) or LayerResult(lid, walk_status="error")
-        row = res.as_dict()
-        markers = row.pop("markers")
-        lower_ids, unresolved = resolve_lower(res.lower, links_by_short)
-        row.update({
-            "name_class": "links" if lid == "l" else name_class(lid),
-            "has_diff": markers.get("diff", False), "has_link": markers.get("link", False),
-            "has_lower": markers.get("lower", False), "has_work": markers.get("work", False),
-            "has_merged": markers.get("merged", False), "has_committed": markers.get("committed", False),
-            "lower_ids": lower_ids, "lower_unresolved": unresolved, "mounted": lid in mounted_layers,
-        })
-        layer_rows.append(row)
-    writer.write_rows(LAYERS, layer_rows)
+    facts: dict[str, Any] = {}
+    ctx = CollectContext(writer=writer, root=root, layout=layout, daemons=daemons,
+                         daemon_started_ns=_daemon_start(daemons)["started_ns"], hash_mode=opts.hash_mode, jobs=jobs,
+                         progress=progress, mount_points=mount_points,
+                         mounted_layers={r["layer_id"] for r in mi_rows if r["layer_id"]}, chains=chains,
+                         base=base, base_reason=base_reason, containerd_roots=opts.containerd_roots, errors=errors,
+                         durations=durations)
+    for store in stores():
+        facts.update(store.collect(ctx))
 
     api_facts: dict[str, Any] = {}
     api_status = "skipped (--no-api)"
@@ -555,101 +327,11 @@ def _collect_into(writer: _SnapshotWriter, opts: CollectOptions, root: Path, roo
         "started_ns": int(t0 * 1e9),
         "finished_utc": _utc(t_end),
         "options": {"hash": opts.hash_mode, "jobs": jobs, "api": opts.api, "root": opts.root},
-        "incremental": plan.manifest(sum(copied), copied[1]),
-        "walk": walk_stats,
         "statvfs": _statvfs(root),
         "durations": durations,
-        "overlay2_entries": len(names),
-        "containerd_stores": [label for _, label in stores],
+        **facts,
         "errors": len(errors),
     }
-
-
-def _collect_containerd(writer: SnapshotWriter, stores: list[tuple[Path, str]], root: Path,
-                        daemons: list[Any], errors: Rows) -> Rows:
-    """meta.db objects, labels and lease contents, the content store, and one ctr_stores row per store.
-    A managed store (dockerd's own containerd) takes dockerd's start: its leases belong to dockerd's
-    operations, which die with dockerd."""
-    objects: Rows = []
-    labels: Rows = []
-    held: Rows = []
-    content: Rows = []
-    store_rows: Rows = []
-    for path, label in stores:
-        o, lb, h, e, meta_status = read_meta(path, label)
-        objects += o
-        labels += lb
-        held += h
-        errors += e
-        c, e, content_status = read_content(path, label)
-        content += c
-        errors += e
-        managed = label == "containerd/daemon"
-        if managed:
-            pid, started = None, _daemon_start(daemons)["started_ns"]
-        else:
-            pid, started = find_containerd(path)
-        snap_db = path / SNAPSHOTTER / "metadata.db"
-        snap_status = "missing" if not snap_db.exists() else next(
-            (f"error: {r['message']}" for r in errors
-             if r["source"] == "containerd_snapshots" and str(r["object"]).endswith(f"{SNAPSHOTTER}/metadata.db")
-             and str(r["object"]).startswith(label if managed else str(path))), "ok")
-        store_rows.append({"store": label, "path": str(path), "kind": "managed" if managed else "system",
-                           "pid": pid, "started_ns": started, "meta_status": meta_status,
-                           "snapshotter_status": snap_status, "content_status": content_status})
-    writer.write_rows(CTR_STORES, store_rows)
-    writer.write_rows(CTR_OBJECTS, objects)
-    writer.write_rows(CTR_LABELS, labels)
-    writer.write_rows(CTR_LEASE_RESOURCES, held)
-    return content
-
-
-def _walk_snapshot_dirs(stores: list[tuple[Path, str]], hash_mode: str, mount_points: frozenset[bytes], jobs: int,
-                        files_writer: _SnapshotWriter, errors: Rows, progress: Progress) -> Rows:
-    """The full file manifest of every ``snapshots/<n>`` dir of each store's overlayfs snapshotter, with the
-    walk overlay2 uses; its files rows carry layer_id = ``<store>/snapshots/<n>`` (never an overlay2 name)."""
-    rows: Rows = []
-    for path, label in stores:
-        snap_dir = path / SNAPSHOTTER / "snapshots"
-        try:
-            names = sorted(os.listdir(os.fsencode(str(snap_dir))))
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            errors.append(error_row("ctr_dirs", f"{label}/{SNAPSHOTTER}/snapshots", "scandir", e))
-            continue
-        ids = {show_bytes(n)[0]: f"{label}/snapshots/{show_bytes(n)[0]}" for n in names}
-        results: dict[str, LayerResult] = {}
-        stats: dict[str, int] = {}
-        for kind, payload, extra in walk_layers(os.fsencode(str(snap_dir)), names, hash_mode, mount_points, jobs,
-                                                iter(()), stats):
-            if kind == "batch":
-                files_writer.write_files(_relabel(payload, ids), False)
-            elif kind == "layer":
-                results[payload.layer_id] = payload
-                for r in extra:
-                    r["object"] = f"{label}/{SNAPSHOTTER}/snapshots/{r['object']}"
-                errors += extra
-                progress.advance(payload.file_count, payload.allocated_bytes)
-            else:
-                raise RuntimeError(f"walk failed: {payload}")
-        for n in names:
-            sid = show_bytes(n)[0]
-            res = results.get(sid) or LayerResult(sid, walk_status="error")
-            rows.append({"store": label, "kind": "snapshot", "name": sid, "dir_id": ids[sid],
-                         "path": f"{label}/{SNAPSHOTTER}/snapshots/{sid}", "bytes": res.allocated_bytes,
-                         "apparent_bytes": res.apparent_bytes, "files": res.file_count, "mtime_ns": res.dir_mtime_ns,
-                         "ctime_ns": res.dir_ctime_ns, "walk_status": res.walk_status})
-    return rows
-
-
-def _relabel(rb: pa.RecordBatch, ids: dict[str, str]) -> pa.RecordBatch:
-    """A files batch of one snapshotter dir with its layer_id dictionary renamed to the store-qualified id."""
-    col = rb.column(0)
-    assert isinstance(col, pa.DictionaryArray)
-    names = [ids.get(v, v) for v in col.dictionary.to_pylist()]
-    new = pa.DictionaryArray.from_arrays(col.indices, pa.array(names, pa.string()))
-    return rb.set_column(0, rb.schema.field(0), new)
 
 
 def _daemon_start(daemons: list[Any]) -> dict[str, Any]:

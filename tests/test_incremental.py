@@ -239,7 +239,7 @@ def test_row_groups_of_reused_rows_are_copied_as_bytes(std: Standard, tmp_path: 
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Committed dirs' rows get row groups of their own; a row group whose rows are all reused is copied
     byte for byte (spliced), one holding a changed dir is decoded and filtered; the file stays valid."""
-    import snapper.collect as collect_mod
+    import snapper.fileswriter as collect_mod
     from snapper.snapshot import connect, open_snapshot
 
     monkeypatch.setattr(collect_mod, "_FILES_ROW_GROUP", 40)  # many row groups on a small tree

@@ -142,8 +142,9 @@ CHURN_RATE = 10_000  # files created per second, and as many deleted
 
 def rate_between(samples: list[tuple[float, float, float]], t0: float, t1: float) -> tuple[float, float]:
     """Files created and deleted per second between two instants, from the churner's (t, created, deleted)."""
-    before = [s for s in samples if s[0] <= t0][-1]
-    after = next(s for s in samples if s[0] >= t1)
+    # a churner slow to start (a loaded machine) has its first sample after t0: measure from there
+    before = ([s for s in samples if s[0] <= t0] or samples[:1])[-1]
+    after = next((s for s in samples if s[0] >= t1), samples[-1])
     dt = after[0] - before[0]
     return (after[1] - before[1]) / dt, (after[2] - before[2]) / dt
 
