@@ -35,6 +35,7 @@ from snapper.docker_root import (
     detect_layout,
     find_daemons,
     find_data_root,
+    permission_denied,
 )
 from snapper.errors import SnapshotError, UsageError
 from snapper.metadata import Rows
@@ -361,6 +362,9 @@ def collect(opts: CollectOptions, progress: Progress | None = None) -> CollectRe
                                      base, base_reason)
             manifest["priority"] = priority
             path = writer.finish(manifest)
+        except PermissionError as e:  # a reader that does not turn EACCES into an errors row: needs root
+            writer.abort()
+            raise permission_denied(str(e.filename or root)) from e
         except BaseException:
             writer.abort()
             raise

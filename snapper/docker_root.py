@@ -19,6 +19,10 @@ DEFAULT_ROOT = Path("/var/lib/docker")
 DAEMON_JSON = Path("/etc/docker/daemon.json")
 GRAPH_DRIVERS = ("overlay2", "overlay", "aufs", "devicemapper", "btrfs", "zfs", "vfs", "fuse-overlayfs")
 CONTAINERD_SNAPSHOTTER_DIR = "io.containerd.snapshotter.v1.overlayfs"
+# What a data root holds when a daemon ever ran on it: the layer/image store of a graph driver (image/),
+# a driver tree, or the containerd store (containerd/, rootfs/ of the containerd image store).
+STORE_DIRS = ("image", *GRAPH_DRIVERS, "containerd", "rootfs")
+NEEDS_ROOT = "reading a Docker data root needs root (or CAP_DAC_READ_SEARCH): rerun with sudo"
 
 
 @dataclass(frozen=True)
@@ -75,10 +79,50 @@ def find_data_root(root: str | None, daemon_json: Path = DAEMON_JSON) -> tuple[P
         raise DataRootError(str(chosen), f"data root does not exist ({source})",
                             "pass --root with the dockerd --data-root") from e
     except PermissionError as e:
-        raise DataRootError(str(chosen), "permission denied", "run as root or pass a readable --root") from e
+        raise permission_denied(str(chosen)) from e
     if not stat.S_ISDIR(st.st_mode):
         raise DataRootError(str(chosen), "not a directory", "pass --root with the dockerd --data-root")
     return Path(os.path.realpath(chosen)), source
+
+
+def permission_denied(path: str) -> DataRootError:
+    """The one message for a data root this user may not read (a non-root user, a root dir of mode 0710)."""
+    return DataRootError(path, "permission denied", NEEDS_ROOT)
+
+
+def require_store(root: Path, source: str) -> None:
+    """A data root must hold a store: a typo in ``--root`` (or an empty dir) must not become an empty
+    snapshot that says nothing leaked. Listing the root is also the first read a non-root user fails."""
+    try:
+        with os.scandir(root) as it:
+            present = {e.name for e in it if e.is_dir(follow_symlinks=False)}
+    except PermissionError as e:
+        raise permission_denied(str(root)) from e
+    except OSError as e:
+        raise DataRootError(str(root), f"cannot list the data root: {e.strerror}",
+                            "pass --root with the dockerd --data-root") from e
+    if not present.intersection(STORE_DIRS):
+        looked = ", ".join(f"{d}/" for d in STORE_DIRS)
+        raise DataRootError(str(root), f"no Docker store here ({source}; looked for {looked})",
+                            "pass --root with the dockerd --data-root: docker info -f '{{.DockerRootDir}}'")
+    _require_readable(root, [*present.intersection((*STORE_DIRS, "containers", "buildkit")),
+                             *(f"image/{d}" for d in GRAPH_DRIVERS),
+                             *(f"image/{d}/{sub}" for d in GRAPH_DRIVERS for sub in ("layerdb", "imagedb")),
+                             f"containerd/daemon/{CONTAINERD_SNAPSHOTTER_DIR}"])
+
+
+def _require_readable(root: Path, rels: list[str]) -> None:
+    """The store dirs every reader lists: unreadable (EACCES) means the user lacks the rights, not a corrupt
+    entry, so the collect stops instead of writing a snapshot whose metadata is silently empty."""
+    for rel in sorted(rels):
+        p = root / rel
+        try:
+            with os.scandir(p):
+                pass
+        except PermissionError as e:
+            raise permission_denied(str(p)) from e
+        except OSError:
+            continue  # absent or not a dir: the readers record what is odd
 
 
 def _nonempty_dir(p: Path) -> bool:
@@ -90,6 +134,7 @@ def _nonempty_dir(p: Path) -> bool:
 
 
 def detect_layout(root: Path, source: str, daemon_json: Path = DAEMON_JSON) -> Layout:
+    require_store(root, source)
     notes: list[str] = []
     trees = tuple(d for d in GRAPH_DRIVERS if _nonempty_dir(root / d))
     cfg = read_daemon_json(daemon_json) if source != "--root" else {}
