@@ -5,8 +5,10 @@ final name only after every file is written and fsynced, so an interrupted colle
 that passes as a snapshot. Stale partial dirs of dead processes are removed by the next run. Dirs are 0700
 and files 0600: a snapshot lists container contents.
 
-Reading validates the manifest, the schema version and every table file (footer and row count) before any
-query runs, so a damaged snapshot gives one clear error instead of a DuckDB traceback.
+Reading validates the manifest, the schema version and every table file (footer, row count, and the whole
+content: its xxh3 digest recorded in the manifest at write time, else a full decode) before any query runs,
+so every command meets a damaged snapshot with the same one clear error instead of a DuckDB traceback or,
+worse, an answer computed from half a table.
 """
 
 from __future__ import annotations
@@ -69,6 +71,24 @@ def clean_stale_partials(parent: Path) -> list[Path]:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
+
+
+def table_digest(path: Path) -> str:
+    """``xxh3_64:<hex>`` of a table file's bytes: recorded at write time, checked by ``open_snapshot``. A byte
+    changed in the middle of a file leaves its footer and row count intact; only the content tells."""
+    import xxhash
+
+    h = xxhash.xxh3_64()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return f"xxh3_64:{h.hexdigest()}"
+
+
+def _decodes(pf: pq.ParquetFile) -> None:
+    """Decode every row group (a snapshot written before digests were recorded): what a query would read."""
+    for i in range(pf.metadata.num_row_groups):
+        pf.read_row_group(i)
 
 
 def _create_private(path: Path) -> None:
@@ -185,6 +205,7 @@ class SnapshotWriter:
                 w.close()
             self.writers.clear()
             manifest["rows"] = dict(self.rows)
+            manifest["table_digests"] = {t.name: table_digest(self.tmp / f"{t.name}.parquet") for t in TABLES}
             manifest["schema_version"] = SCHEMA_VERSION
             manifest["schema_minor"] = SCHEMA_MINOR
             mpath = self.tmp / MANIFEST
@@ -271,6 +292,8 @@ def open_snapshot(path: str | Path) -> Snapshot:
     rows: dict[str, Any] = rows_raw if isinstance(rows_raw, dict) else {}
     minor = manifest.get("schema_minor", 1)
     minor = minor if isinstance(minor, int) else 1
+    digests_raw = manifest.get("table_digests")
+    digests: dict[str, Any] = digests_raw if isinstance(digests_raw, dict) else {}
     for t in TABLES:
         tp = p / f"{t.name}.parquet"
         if t.since > minor and not tp.exists():
@@ -290,7 +313,23 @@ def open_snapshot(path: str | Path) -> Snapshot:
         if rows.get(t.name) is not None and meta.num_rows != rows[t.name]:
             raise SnapshotError(str(tp), f"{meta.num_rows} rows but the manifest says {rows[t.name]}",
                                 "collect the snapshot again")
+        _check_content(tp, pf, digests.get(t.name))
     return Snapshot(p, manifest)
+
+
+def _check_content(tp: Path, pf: pq.ParquetFile, digest: object) -> None:
+    corrupt = "corrupt Parquet file ({})"
+    try:
+        if digest is None:
+            _decodes(pf)
+            return
+        found = table_digest(tp)
+    except (OSError, pa.ArrowException) as e:
+        raise SnapshotError(str(tp), corrupt.format(str(e).splitlines()[0][:120] if str(e) else type(e).__name__),
+                            "collect the snapshot again") from e
+    if found != digest:
+        raise SnapshotError(str(tp), corrupt.format(f"content is not what the collect wrote: {found}, the manifest "
+                                                    f"says {digest}"), "collect the snapshot again")
 
 
 def _sql_str(s: str) -> str:
