@@ -144,7 +144,7 @@ def collect(
     out: Annotated[str | None, typer.Option(help="snapshot dir to create (must not exist); default "
                                             "snapshots/<host>/<UTC time>")] = None,
     hash: Annotated[str, typer.Option("--hash", help="content hashes: none | partial | full")] = "none",
-    jobs: Annotated[int, typer.Option(help="parallel walk processes (0 = 2 per core, at most 6)")] = 0,
+    jobs: Annotated[int, typer.Option(min=0, help="parallel walk processes (0 = 2 per core, at most 6)")] = 0,
     no_api: Annotated[bool, typer.Option("--no-api", help="do not ask the engine API")] = False,
     socket: Annotated[str | None, typer.Option(help="engine API socket (default: from the dockerd "
                                                "command line)")] = None,
@@ -252,10 +252,10 @@ def show(
 @app.command()
 def leaks(
     snapshot: Annotated[Path, typer.Argument(help="snapshot directory")],
-    min_bytes: Annotated[int, typer.Option("--min-bytes", help="hide leaked dirs smaller than this")] = 0,
+    min_bytes: Annotated[int, typer.Option("--min-bytes", min=0, help="hide leaked dirs smaller than this")] = 0,
     grace: GraceOpt = "1h",
     format: FormatOpt = "table",
-    fail_on_leak: Annotated[int | None, typer.Option("--fail-on-leak", help="exit 3 when leaked bytes exceed "
+    fail_on_leak: Annotated[int | None, typer.Option("--fail-on-leak", min=0, help="exit 3 when leaked bytes exceed "
                                                      "this (a CI gate)")] = None,
 ) -> None:
     """Leaked overlay2 dirs (unreachable from every root) with mechanism and evidence.

@@ -36,6 +36,7 @@ from snapper.docker_root import (
     find_daemons,
     find_data_root,
     permission_denied,
+    require_socket,
 )
 from snapper.errors import SnapshotError, UsageError
 from snapper.metadata import Rows
@@ -341,6 +342,8 @@ def collect(opts: CollectOptions, progress: Progress | None = None) -> CollectRe
     progress = progress or _NoProgress()
     if opts.hash_mode not in HASH_MODES:
         raise UsageError(f"--hash {opts.hash_mode}", "unknown hash mode", "use none, partial or full")
+    if opts.api and opts.socket:
+        require_socket(opts.socket)
     t0 = time.time()
     daemon_json = Path(opts.daemon_json)
     root, root_source = find_data_root(opts.root, daemon_json)

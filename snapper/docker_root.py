@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from snapper.errors import DataRootError
+from snapper.errors import DataRootError, UsageError
 
 DEFAULT_ROOT = Path("/var/lib/docker")
 DAEMON_JSON = Path("/etc/docker/daemon.json")
@@ -234,3 +234,15 @@ def api_socket_candidates(daemons: list[DaemonProcess]) -> list[str]:
     if daemons and "/var/run/docker.sock" not in out:
         out.append("/var/run/docker.sock")
     return out
+
+
+def require_socket(path: str) -> None:
+    """An API socket given by hand must be one: a typo would otherwise only show as "api no answer"."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise UsageError(f"--socket {path}", f"no such socket ({e.strerror})",
+                         "pass the unix socket dockerd listens on (its -H unix://PATH), or --no-api") from e
+    if not stat.S_ISSOCK(st.st_mode):
+        raise UsageError(f"--socket {path}", "not a unix socket",
+                         "pass the unix socket dockerd listens on (its -H unix://PATH), or --no-api")

@@ -188,3 +188,26 @@ def test_collect_output_filesystem_full(std: Standard, tmp_path: Path, opts: str
         assert mounts_under(tmp_path) == []
     assert_one_error_line(res, 1, "No space left on device")
     assert left == []
+
+
+# --- issue 17: checks a new user hit ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["missing", "not-a-socket"])
+def test_collect_socket_that_is_not_one_is_named(std: Standard, tmp_path: Path, kind: str) -> None:
+    sock = tmp_path / "wrong" / "docker.sock"
+    if kind == "not-a-socket":
+        sock.parent.mkdir()
+        sock.write_text("")
+    res = invoke("collect", "--root", str(std.root), "--out", str(tmp_path / "s"), "--socket", str(sock))
+    assert_one_error_line(res, 2, f"--socket {sock}: ", "no such socket" if kind == "missing" else "not a unix socket",
+                          "--no-api")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("argv", [["leaks", "SNAP", "--min-bytes", "-5"], ["leaks", "SNAP", "--fail-on-leak", "-1"],
+                                  ["collect", "--jobs", "-2"]])
+def test_negative_sizes_are_usage_errors(snap: Path, argv: list[str]) -> None:
+    res = invoke(*[str(snap) if a == "SNAP" else a for a in argv])
+    assert res.exit_code == 2 and res.stdout == ""
+    line = assert_one_error_line(res, 2, "greater than or equal to 0")
+    assert argv[-2] in line
