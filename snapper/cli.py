@@ -331,6 +331,8 @@ def diff(
     grace: GraceOpt = "1h",
     format: FormatOpt = "table",
     exit_code: Annotated[bool, typer.Option("--exit-code", help="exit 3 when newly leaked bytes > 0")] = False,
+    force: Annotated[bool, typer.Option("--force", help="compare snapshots of different hosts or data "
+                                        "roots")] = False,
 ) -> None:
     """What changed between two snapshots: dirs appeared, vanished, changed; newly leaked; leaks gone.
 
@@ -345,11 +347,15 @@ def diff(
 
     _check_format(format)
     grace_s = _run(lambda: verdict.parse_duration(grace))
+    o, n, swapped = _run(lambda: series.pair(old, new, force))
+    if swapped:
+        print(f"note: {old} was collected after {new}: showing the changes from {o.path} to {n.path}",
+              file=sys.stderr)
     if layer:
-        render_table(_run(lambda: series.diff_files(old, new, layer)), format,
-                     title=f"files of {layer} ({old.name} -> {new.name})", byte_columns=("size_delta",))
+        render_table(_run(lambda: series.diff_files(o, n, layer, force)), format,
+                     title=f"files of {layer} ({o.path.name} -> {n.path.name})", byte_columns=("size_delta",))
         return
-    d = _run(lambda: series.diff(old, new, grace_s))
+    d = _run(lambda: series.diff(o, n, grace_s, force))
     cols = ["layer_id", "bytes", "bytes_delta", "files_added", "files_removed", "files_modified", "old_verdict",
             "new_verdict", "new_mechanism"]
     sections = {"appeared": d.appeared, "vanished": d.vanished, "changed": d.changed,

@@ -78,8 +78,9 @@ def report(snapshot: str | Path | Snapshot, min_bytes: int = 0, grace_s: int = D
 
 def resolve_layer(con: duckdb.DuckDBPyConnection, layer_id: str) -> str:
     """A full overlay2 entry name from a name or a unique prefix (as docker accepts short ids)."""
-    rows = con.execute("SELECT layer_id FROM layers WHERE layer_id = ? OR starts_with(layer_id, ?) ORDER BY 1",
-                       [layer_id, layer_id]).fetchall()
+    # DISTINCT: over a series binding (diff --layer) one dir is a row in each snapshot.
+    rows = con.execute("SELECT DISTINCT layer_id FROM layers WHERE layer_id = ? OR starts_with(layer_id, ?) "
+                       "ORDER BY 1", [layer_id, layer_id]).fetchall()
     exact = [r[0] for r in rows if r[0] == layer_id]
     if exact:
         return str(exact[0])
@@ -87,7 +88,8 @@ def resolve_layer(con: duckdb.DuckDBPyConnection, layer_id: str) -> str:
         raise UsageError(layer_id, "no such entry under overlay2/ in this snapshot",
                          "pass a dir name or unique prefix as listed by `snapper leaks`")
     if len(rows) > 1:
-        raise UsageError(layer_id, f"prefix matches {len(rows)} entries", "give more characters")
+        shown = ", ".join(str(r[0]) for r in rows[:3]) + (", ..." if len(rows) > 3 else "")
+        raise UsageError(layer_id, f"prefix matches {len(rows)} entries ({shown})", "give more characters")
     return str(rows[0][0])
 
 
