@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
@@ -226,26 +227,39 @@ def show(
       snapper show snapshots/host/20261128T000000Z
       snapper show SNAP --format json | jq .rows
     """
-    from snapper.render import render_json
-    from snapper.snapshot import open_snapshot
+    from snapper.render import render_json, render_table
+    from snapper.snapshot import manifest_rows, open_snapshot
 
-    _check_format(format, ("table", "json"))
+    _check_format(format)
     snap = _run(lambda: open_snapshot(snapshot))
     m = snap.manifest
     if format == "json":
         render_json(m)
         return
-    print(f"snapshot      {snap.path}")
-    for key in ("host", "data_root", "started_utc", "finished_utc", "tool_version", "schema_version",
-                "api_status"):
-        print(f"{key:<14}{m.get(key)}")
-    print(f"{'daemon':<14}{'running' if m['daemon']['running'] else 'stopped'}"
-          f"{' (state changed during collect)' if m['daemon']['state_changed'] else ''}")
-    print(f"{'engine':<14}{m.get('engine', {}).get('engine_version') or 'unknown'}")
-    print(f"{'options':<14}{m.get('options')}")
+    if format == "csv":
+        import pyarrow as pa
+
+        kv = manifest_rows(m)
+        render_table(pa.table({"key": [k for k, _ in kv], "value": [v for _, v in kv]}), "csv")
+        return
+    daemon = m.get("daemon") or {}
+    fields = {"snapshot": snap.path, **{k: m.get(k) for k in ("host", "data_root", "started_utc", "finished_utc",
+                                                               "tool_version")},
+              "schema_version": ".".join(str(m[k]) for k in ("schema_version", "schema_minor") if k in m),
+              "api_status": m.get("api_status"),
+              "daemon": ("running" if daemon.get("running") else "stopped")
+              + (" (state changed during collect)" if daemon.get("state_changed") else ""),
+              "engine": (m.get("engine") or {}).get("engine_version") or "unknown",
+              "options": json.dumps(m.get("options"), sort_keys=True)}
+    width = max(map(len, fields)) + 2
+    for key, value in fields.items():
+        print(f"{key:<{width}}{value}")
+    rows = m.get("rows", {})
     print("rows:")
-    for name, n in m.get("rows", {}).items():
-        print(f"  {name:<16}{n:>12,}")
+    name_w = max(map(len, rows), default=0) + 2
+    count_w = max((len(f"{n:,}") for n in rows.values()), default=0)
+    for name, n in rows.items():
+        print(f"  {name:<{name_w}}{n:>{count_w},}")
 
 
 
@@ -271,7 +285,7 @@ def leaks(
     _check_format(format)
     grace_s = _run(lambda: verdict.parse_duration(grace))
     rep = _run(lambda: verdict.report(snapshot, min_bytes, grace_s))
-    table = rep.leaks.select(["layer_id", "bytes", "files", "created", "mechanism", "self_heals", "evidence"])
+    table = rep.leaks.select(verdict.LEAK_COLUMNS)
     if format != "table":
         render_table(table, format)
     else:
@@ -378,24 +392,35 @@ def diff(
         raise typer.Exit(3)
 
 
+HISTORY_SECTIONS = ("dirs", "never_reachable", "timeline", "rate", "attribution", "duplicates", "prefixes",
+                    "neighbours")
+
+
 @app.command()
 def history(
     snapshots: Annotated[list[Path], typer.Argument(help="snapshot dirs, or a series dir holding them")],
     grace: GraceOpt = "1h",
     window: Annotated[str, typer.Option("--window", help="neighbours created within this of a leaked dir")] = "5m",
     format: FormatOpt = "table",
+    section: Annotated[str, typer.Option("--section", help="the one table --format csv prints: "
+                                         + " | ".join(HISTORY_SECTIONS))] = "dirs",
 ) -> None:
     """A series over time: dirs that appeared and never became reachable, leak rate, fill forecast,
     attribution of leaked content, duplicates and top leaked paths.
 
+    --format json holds every section; --format csv one table (a CSV has one header): --section.
+
     Examples:
       snapper history snapshots/myhost
       snapper history snapshots/myhost --grace 2h --format json | jq '.never_reachable'
+      snapper history snapshots/myhost --format csv --section timeline > timeline.csv
     """
     from snapper import series, verdict
     from snapper.render import render_json, render_table, rows_of
 
     _check_format(format)
+    if section not in HISTORY_SECTIONS:
+        _fail(UsageError(f"--section {section}", "unknown section", f"use one of {', '.join(HISTORY_SECTIONS)}"))
     grace_s = _run(lambda: verdict.parse_duration(grace))
     window_s = _run(lambda: verdict.parse_duration(window))
     h = _run(lambda: series.history([str(p) for p in snapshots], grace_s, window_s))
@@ -407,14 +432,23 @@ def history(
         a = attribution.get(r["layer_id"])
         r["attribution"] = a["source"] if a else None
         r["path_overlap_pct"] = a["path_overlap_pct"] if a else None
+    doc = {"snapshots": rows_of(h.timeline), "rate": h.rate, "never_reachable": never,
+           "dirs": rows_of(h.dirs.drop_columns(["first_seen_ns", "last_seen_ns"])),
+           "attribution": rows_of(h.attribution), "duplicates": rows_of(h.duplicates),
+           "prefixes": rows_of(h.prefixes), "neighbours": rows_of(h.neighbours)}
     if format == "json":
-        render_json({"snapshots": rows_of(h.timeline), "rate": h.rate, "never_reachable": never,
-                     "dirs": rows_of(h.dirs.drop_columns(["first_seen_ns", "last_seen_ns"])),
-                     "attribution": rows_of(h.attribution), "duplicates": rows_of(h.duplicates),
-                     "prefixes": rows_of(h.prefixes), "neighbours": rows_of(h.neighbours)})
+        render_json(doc)
         return
     if format == "csv":
-        render_table(h.dirs, "csv")
+        import pyarrow as pa
+
+        tables = {"dirs": h.dirs, "timeline": h.timeline, "attribution": h.attribution, "duplicates": h.duplicates,
+                  "prefixes": h.prefixes, "neighbours": h.neighbours}
+        chosen = tables.get(section)
+        if chosen is None:  # never_reachable and rate are built here, not tables of their own
+            rows = never if section == "never_reachable" else [h.rate]
+            chosen = pa.Table.from_pylist(rows) if rows else pa.table({c: pa.array([], pa.string()) for c in nr_cols})
+        render_table(chosen, "csv")
         return
     render_table(h.timeline.drop_columns(["started_ns"]), "table", title=f"{len(h.snapshots)} snapshots",
                  byte_columns=("fs_used_bytes", "fs_total_bytes", "overlay2_bytes", "live_bytes", "leaked_bytes",
@@ -612,12 +646,11 @@ def demo(
     """
     from snapper import demo as demo_mod
     from snapper import verdict
-    from snapper.render import render_table
 
     _check_format(format)
     path = demo_mod.sample_path()
-    if format != "table":
-        render_table(_run(lambda: verdict.leaks(str(path), 0, 0)), format)
+    if format != "table":  # the same rows and columns as `snapper leaks SAMPLE --grace 0`
+        leaks(path, 0, "0", format, None)
         return
     print(f"demo: replaying the sample snapshot {path}")
     print("      (collected by snapper from a real dockerd 20.10 with real, deliberately provoked leaks)\n")

@@ -332,6 +332,19 @@ def _check_content(tp: Path, pf: pq.ParquetFile, digest: object) -> None:
                                                     f"says {digest}"), "collect the snapshot again")
 
 
+def manifest_rows(manifest: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """A manifest flattened to (dotted key, value) pairs, as ``snapper show --format csv`` prints it: nested
+    objects give ``daemon.running``, ``rows.files``; lists and scalars are JSON text (strings as they are)."""
+    out: list[tuple[str, str]] = []
+    for k in sorted(manifest):
+        v, key = manifest[k], f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out += manifest_rows(v, key + ".")
+        else:
+            out.append((key, v if isinstance(v, str) else json.dumps(v, sort_keys=True)))
+    return out
+
+
 def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 

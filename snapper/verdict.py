@@ -48,6 +48,9 @@ def verdicts(snapshot: str | Path | Snapshot, grace_s: int = DEFAULT_GRACE_S) ->
     return _single(catalog.run(bound(snapshot), "verdicts", {"grace_seconds": grace_s}))
 
 
+LEAK_COLUMNS = ["layer_id", "bytes", "files", "created", "mechanism", "self_heals", "evidence"]  # leaks and demo
+
+
 def leaks(snapshot: str | Path | Snapshot, min_bytes: int = 0, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
     return _single(catalog.run(bound(snapshot), "leaks", {"min_bytes": min_bytes, "grace_seconds": grace_s}))
 

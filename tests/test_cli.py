@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 
 from snapper import __version__
 from snapper.cli import app
-from snapper.schema import SCHEMA_VERSION
+from snapper.schema import SCHEMA_MINOR, SCHEMA_VERSION
 from tests.synthetic import Standard, build_standard, can_mount, mounted, mounts_under
 
 needs_mount = pytest.mark.skipif(not can_mount(), reason="needs root and mount(8)")
@@ -61,10 +61,10 @@ def copy_of(snap: Path, tmp_path: Path) -> Path:
 def test_show_table(snap: Path, std: Standard) -> None:
     res = invoke("show", str(snap))
     assert res.exit_code == 0 and res.stderr == ""
-    assert f"snapshot      {snap}" in res.stdout
-    assert f"data_root     {std.root}" in res.stdout
-    assert "daemon        stopped" in res.stdout
-    assert f"schema_version{SCHEMA_VERSION}" in res.stdout
+    assert f"snapshot        {snap}" in res.stdout
+    assert f"data_root       {std.root}" in res.stdout
+    assert "daemon          stopped" in res.stdout
+    assert f"schema_version  {SCHEMA_VERSION}.{SCHEMA_MINOR}\n" in res.stdout  # was "schema_version1"
 
 
 def test_show_json_is_the_manifest(snap: Path) -> None:
@@ -211,3 +211,49 @@ def test_negative_sizes_are_usage_errors(snap: Path, argv: list[str]) -> None:
     assert res.exit_code == 2 and res.stdout == ""
     line = assert_one_error_line(res, 2, "greater than or equal to 0")
     assert argv[-2] in line
+
+
+def test_show_aligns_fields_and_row_counts(snap: Path) -> None:
+    out = invoke("show", str(snap)).stdout.splitlines()
+    head = out[: out.index("rows:")]
+    assert len({len(line) - len(line[16:].lstrip()) for line in head}) == 1  # values start in one column
+    counts = out[out.index("rows:") + 1:]
+    assert len(counts) == len(json.loads((snap / "manifest.json").read_text())["rows"])
+    assert len({len(line) for line in counts}) == 1, counts  # right-aligned counts end in one column
+    assert any(line.strip().startswith("containerd_snapshots ") for line in counts)
+
+
+def test_show_csv_is_the_manifest_flattened(snap: Path) -> None:
+    import csv
+    import io
+
+    res = invoke("show", str(snap), "--format", "csv")
+    assert res.exit_code == 0, res.stderr
+    rows = list(csv.reader(io.StringIO(res.stdout)))
+    assert rows[0] == ["key", "value"]
+    kv = dict(rows[1:])
+    m = json.loads((snap / "manifest.json").read_text())
+    assert kv["host"] == m["host"] and kv["rows.files"] == str(m["rows"]["files"])
+    assert kv["daemon.running"] == "false" and kv["schema_version"] == str(SCHEMA_VERSION)
+
+
+def test_demo_csv_has_the_columns_of_leaks_csv() -> None:
+    from snapper.demo import sample_path
+
+    demo = invoke("demo", "--format", "csv")
+    leaks = invoke("leaks", str(sample_path()), "--grace", "0", "--format", "csv")
+    assert demo.exit_code == leaks.exit_code == 0
+    assert demo.stdout == leaks.stdout
+    assert demo.stdout.splitlines()[0] == "layer_id,bytes,files,created,mechanism,self_heals,evidence"
+
+
+def test_history_csv_prints_the_section_asked_for() -> None:
+    series = Path(__file__).parent / "data" / "series"
+    heads = {sec: invoke("history", str(series), "--grace", "0", "-f", "csv", "--section", sec).stdout.split("\n")[0]
+             for sec in ("dirs", "timeline", "never_reachable", "rate")}
+    assert heads["dirs"].startswith("layer_id,name_class,first_seen")
+    assert heads["timeline"].startswith("snap,started_utc")
+    assert heads["never_reachable"].startswith("layer_id,first_seen,last_seen")
+    assert heads["rate"].startswith("snapshots,span_hours")
+    bad = invoke("history", str(series), "-f", "csv", "--section", "nope")
+    assert_one_error_line(bad, 2, "--section nope: unknown section")
