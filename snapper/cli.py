@@ -591,29 +591,27 @@ def views(
 @app.command()
 def sql(
     snapshots: Annotated[list[Path], typer.Argument(help="snapshot dirs or a series dir")],
+    builtin: Annotated[bool, typer.Option("--builtin", help="use the built-in shell even when the duckdb "
+                                          "CLI is installed")] = False,
 ) -> None:
-    """Open the duckdb shell (PyPI duckdb-cli) with the snapshots bound as views.
+    """An SQL shell with the snapshots bound as views, and every query of the catalogue as a view of its
+    name. The duckdb CLI (PyPI duckdb-cli) when it is on PATH, else a small built-in shell.
 
+    \b
     Examples:
       snapper sql snapshots/myhost
-      D SELECT mechanism, sum(bytes) FROM leaks GROUP BY ALL;   -- after SET VARIABLE min_bytes = 0
+      D SELECT mechanism, sum(bytes) FROM leaks GROUP BY ALL;
+      D SET VARIABLE grace_seconds = 0;      -- parameters are variables
+      echo "SELECT count(*) FROM files;" | snapper sql SNAP
     """
-    import shutil
-    import tempfile
+    from snapper import catalog, shell
 
-    from snapper import catalog
-    from snapper.snapshot import view_statements
-
-    exe = shutil.which("duckdb")
-    if exe is None:
-        _fail(UsageError("duckdb", "the duckdb shell is not installed", "pip install duckdb-cli"))
-    assert exe is not None
     snaps = _bind_args(snapshots)
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="snapper-views-", delete=False) as init:
-        init.write("SET VARIABLE grace_seconds = 3600;\nSET VARIABLE min_bytes = 0;\n")
-        init.write("\n".join([*view_statements(snaps), *catalog.derived_view_statements()]) + "\n")
-    print(f"snapper: {len(snaps)} snapshot(s) bound; queries are in {catalog.queries_dir()}", file=sys.stderr)
-    os.execv(exe, [exe, "-init", init.name])
+    how = "built-in shell" if builtin or shell.duckdb_cli() is None else "duckdb CLI"
+    print(f"snapper: {len(snaps)} snapshot(s) bound ({how}); queries are views, their SQL is in "
+          f"{catalog.queries_dir()}", file=sys.stderr)
+    code = _run(lambda: shell.run(snaps, builtin))
+    raise typer.Exit(code)
 
 
 @app.command("metrics")

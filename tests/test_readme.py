@@ -30,3 +30,21 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert cmd is not None
     ci = (TOP / ".ci" / "run").read_text()
     assert cmd.group(0).strip() in ci
+
+
+def test_readme_sql_example_runs_in_snapper_sql() -> None:
+    """The ```sql block of the ad-hoc SQL section, typed into `snapper sql` (built-in shell) on the sample."""
+    import os
+    import subprocess
+    import sys
+
+    from snapper.demo import sample_path
+
+    block = README.split("In `snapper sql`", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
+    proc = subprocess.run([sys.executable, "-m", "snapper.cli", "sql", str(sample_path()), "--builtin"],
+                          input=block, capture_output=True, text=True, cwd=TOP, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(TOP), "COLUMNS": "120"})
+    assert proc.returncode == 0, proc.stderr
+    assert "Error" not in proc.stderr
+    assert proc.stdout.count("sum(bytes)") == 2  # the leaks view, the verdicts query
+    assert "evidence" in proc.stdout and proc.stdout.count("interrupted-image-delete") >= 3  # and .read
