@@ -163,6 +163,7 @@ def collect(
 ) -> None:
     """Snapshot every file under overlay2/ plus Docker's metadata into Parquet (read-only).
 
+    \b
     Examples:
       sudo snapper collect
       sudo snapper collect --root /srv/docker --out /var/tmp/snap1 --hash partial
@@ -223,6 +224,7 @@ def show(
 ) -> None:
     """Print a snapshot's manifest and row counts.
 
+    \b
     Examples:
       snapper show snapshots/host/20261128T000000Z
       snapper show SNAP --format json | jq .rows
@@ -274,6 +276,7 @@ def leaks(
 ) -> None:
     """Leaked overlay2 dirs (unreachable from every root) with mechanism and evidence.
 
+    \b
     Examples:
       snapper leaks SNAP
       snapper leaks SNAP --min-bytes 100000000 --format json | jq '.[].layer_id'
@@ -308,14 +311,16 @@ def leaks(
 @app.command()
 def explain(
     snapshot: Annotated[Path, typer.Argument(help="snapshot directory")],
-    dir: Annotated[str, typer.Argument(help="overlay2 dir name")],
+    dir: Annotated[str, typer.Argument(help="overlay2 dir name, or a unique prefix of it")],
     grace: GraceOpt = "1h",
     format: FormatOpt = "table",
 ) -> None:
     """Why DIR is live (the references from a root) or not (mechanism, evidence, timestamps).
 
+    \b
     Examples:
-      snapper explain SNAP 633b1958...     (a full overlay2 dir name)
+      snapper explain SNAP 633b1958       (a unique prefix, as `snapper leaks` shows it)
+      snapper explain SNAP 633b1958d2c4 --format json
     """
     from snapper import verdict
     from snapper.render import render_table
@@ -350,6 +355,7 @@ def diff(
 ) -> None:
     """What changed between two snapshots: dirs appeared, vanished, changed; newly leaked; leaks gone.
 
+    \b
     Examples:
       snapper diff snapshots/h/20261127T230000Z snapshots/h/20261128T000000Z
       snapper diff OLD NEW --format json | jq '.newly_leaked[].layer_id'
@@ -410,6 +416,7 @@ def history(
 
     --format json holds every section; --format csv one table (a CSV has one header): --section.
 
+    \b
     Examples:
       snapper history snapshots/myhost
       snapper history snapshots/myhost --grace 2h --format json | jq '.never_reachable'
@@ -484,6 +491,7 @@ def report(
     bytes by mechanism, leak rate and fill forecast, never-reachable dirs, top leaks with evidence and
     attribution, leaked metadata, duplicates, top path prefixes and `explain` of the biggest leak.
 
+    \b
     Examples:
       snapper report snapshots/myhost -o report.html
       snapper report SNAP -o /tmp/leaks.html --grace 0
@@ -513,6 +521,7 @@ def query(
 ) -> None:
     """Run one query of queries/ on snapshots, or list them.
 
+    \b
     Examples:
       snapper query --list
       snapper query leaks SNAP --param min_bytes=1000000 --format csv
@@ -571,6 +580,7 @@ def views(
 ) -> None:
     """Print the CREATE VIEW statements that bind snapshots (a `snap` column per row) in any DuckDB.
 
+    \b
     Examples:
       snapper views SNAP > bind.sql && duckdb -init bind.sql
       snapper views snapshots/myhost | duckdb -c ".read /dev/stdin" ...
@@ -622,6 +632,7 @@ def metrics_cmd(
 ) -> None:
     """Write Prometheus textfile-collector metrics (overlay2, live, leaked, in-flight, by mechanism).
 
+    \b
     Examples:
       snapper metrics SNAP -o /var/lib/node_exporter/textfile/snapper.prom
       (or in one go: snapper collect --metrics /var/lib/node_exporter/textfile/snapper.prom)

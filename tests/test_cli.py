@@ -257,3 +257,28 @@ def test_history_csv_prints_the_section_asked_for() -> None:
     assert heads["rate"].startswith("snapshots,span_hours")
     bad = invoke("history", str(series), "-f", "csv", "--section", "nope")
     assert_one_error_line(bad, 2, "--section nope: unknown section")
+
+
+def _commands() -> list[str]:
+    return sorted(c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands)
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_help_examples_keep_their_lines(command: str) -> None:
+    import inspect
+
+    cmd = next(c for c in app.registered_commands if (c.name or (c.callback and c.callback.__name__)) == command)
+    doc = inspect.getdoc(cmd.callback) or ""
+    if "Examples:" not in doc:
+        return
+    examples = [line.strip() for line in doc.split("Examples:", 1)[1].splitlines() if line.strip()]
+    res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    shown = [line.strip() for line in res.stdout.splitlines()]
+    for line in examples:
+        assert line in shown, f"{command} --help rewrapped: {line!r}\n{res.stdout}"
+
+
+def test_explain_help_says_a_prefix_is_enough() -> None:
+    res = runner.invoke(app, ["explain", "--help"], env={"COLUMNS": "200"})
+    assert "unique prefix" in res.stdout and "full overlay2 dir name" not in res.stdout
