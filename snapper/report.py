@@ -27,7 +27,7 @@ import pyarrow as pa
 from snapper import __version__, catalog, series, verdict
 from snapper.errors import OutputError
 from snapper.render import human_bytes, rows_of
-from snapper.snapshot import Snapshot
+from snapper.snapshot import Snapshot, output_mode
 
 VERDICT_COLOURS = {"live": "#4e79a7", "in-flight": "#e8a33d", "unknown": "#a5a5a5", "leaked": "#d1495b"}
 MECHANISM_COLOURS = {  # one colour per mechanism in every chart, table chip and the notebook
@@ -564,7 +564,8 @@ def render_html(inv: Investigation) -> str:
 
 def write_report(paths: str | Path | Sequence[str | Path], out: str | Path,
                  grace_s: int = verdict.DEFAULT_GRACE_S) -> Path:
-    """Write the HTML report of snapshot dirs or series dirs to ``out`` atomically (0644); returns the path."""
+    """Write the HTML report of snapshot dirs or series dirs to ``out`` atomically (0600, or the mode of the
+    file it replaces: ``snapshot.output_mode``); returns the path."""
     target = Path(out)
     if target.is_dir():
         raise OutputError(str(target), "is a directory", "give a file name, e.g. -o report.html")
@@ -581,7 +582,10 @@ def write_report(paths: str | Path | Sequence[str | Path], out: str | Path,
             f.write(page)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        mode, gid = output_mode(target)
+        os.chmod(tmp, mode)
+        if gid >= 0:
+            os.chown(tmp, -1, gid)
         os.replace(tmp, target)
     except OSError as e:
         with contextlib.suppress(OSError):

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,17 @@ def _decodes(pf: pq.ParquetFile) -> None:
     """Decode every row group (a snapshot written before digests were recorded): what a query would read."""
     for i in range(pf.metadata.num_row_groups):
         pf.read_row_group(i)
+
+
+def output_mode(target: Path) -> tuple[int, int]:
+    """Permission bits and group for a file snapper writes beside a snapshot (report, .prom): 0600, as private
+    as the snapshot whose paths and names it lists; when ``target`` already exists, its bits and group are
+    kept, so one ``chmod 0640`` + ``chgrp`` (e.g. for node_exporter) lasts across rewrites. gid -1: unchanged."""
+    try:
+        st = target.stat()
+    except OSError:
+        return 0o600, -1
+    return stat.S_IMODE(st.st_mode) & 0o777, st.st_gid
 
 
 def _create_private(path: Path) -> None:

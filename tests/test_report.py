@@ -171,12 +171,15 @@ def test_hostile_names_are_escaped(hostile_report: tuple[Path, str]) -> None:
     assert "overlay2 leak report: " + html.escape(HOSTILE_HOST) in page
 
 
-def test_write_report_replaces_atomically_with_mode_0644(tmp_path: Path) -> None:
+def test_write_report_replaces_atomically_private_by_default(tmp_path: Path) -> None:
     out = tmp_path / "r.html"
+    assert write_report(str(SAMPLE), out, 0) == out
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # lists what the 0600 snapshot lists (was 0644)
     out.write_text("old")
+    out.chmod(0o640)  # an admin shared it once: a rewrite keeps that
     assert write_report(str(SAMPLE), out, 0) == out
     assert out.read_text().startswith("<!DOCTYPE html>")
-    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]  # no temp file left
     with pytest.raises(OutputError, match="directory does not exist"):
         write_report(SAMPLE, tmp_path / "missing" / "r.html", 0)
