@@ -273,6 +273,8 @@ def leaks(
     format: FormatOpt = "table",
     fail_on_leak: Annotated[int | None, typer.Option("--fail-on-leak", min=0, help="exit 3 when leaked bytes exceed "
                                                      "this (a CI gate)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="whole evidence, wrapped (default: one line "
+                                          "each)")] = False,
 ) -> None:
     """Leaked overlay2 dirs (unreachable from every root) with mechanism and evidence.
 
@@ -292,15 +294,19 @@ def leaks(
     if format != "table":
         render_table(table, format)
     else:
-        import pyarrow as pa
+        from snapper.render import render_notes
 
-        short = [i[:12] + ("-init" if i.endswith("-init") else "") if len(i) > 25 else i
-                 for i in table.column("layer_id").to_pylist()]
-        shown = table.set_column(0, pa.field("layer_id", pa.string()), pa.array(short, pa.string()))
+        shown, evidence = verdict.leaks_for_terminal(table)
         render_table(shown, "table", title=f"leaked overlay2 dirs ({table.num_rows}; ids shortened like "
-                     "docker: `snapper explain SNAP ID` takes a unique prefix)", byte_columns=("bytes",))
+                     "docker: `snapper explain SNAP ID` takes a unique prefix)", byte_columns=("bytes",),
+                     no_wrap=("mechanism", "heals", "created"))
+        if evidence:
+            render_notes(evidence, title="evidence" + ("" if verbose else " (one line each; --verbose for all "
+                                                      "of it)"), full=verbose)
         if rep.metadata.num_rows:
-            render_table(rep.metadata, "table", title="leaked metadata (holds no dir of its own)")
+            meta, details = verdict.metadata_for_terminal(rep.metadata)
+            render_table(meta, "table", title="leaked metadata (holds no dir of its own)")
+            render_notes(details, title="details", full=verbose)
         render_table(rep.reconciliation, "table", title="reconciliation", byte_columns=("bytes",))
     total = sum(b or 0 for b in rep.leaks.column("bytes").to_pylist())
     if fail_on_leak is not None and total > fail_on_leak:
@@ -659,13 +665,13 @@ def demo(
     _check_format(format)
     path = demo_mod.sample_path()
     if format != "table":  # the same rows and columns as `snapper leaks SAMPLE --grace 0`
-        leaks(path, 0, "0", format, None)
+        leaks(path, 0, "0", format, None, False)
         return
     print(f"demo: replaying the sample snapshot {path}")
     print("      (collected by snapper from a real dockerd 20.10 with real, deliberately provoked leaks)\n")
     show(path, "table")
     print()
-    leaks(path, 0, "0", "table", None)
+    leaks(path, 0, "0", "table", None, False)
     biggest = _run(lambda: verdict.leaks(str(path), 0, 0))
     if biggest.num_rows:
         first = biggest.column("layer_id")[0].as_py()
@@ -686,5 +692,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("COLUMNS", "200")
     main()

@@ -51,6 +51,33 @@ def verdicts(snapshot: str | Path | Snapshot, grace_s: int = DEFAULT_GRACE_S) ->
 LEAK_COLUMNS = ["layer_id", "bytes", "files", "created", "mechanism", "self_heals", "evidence"]  # leaks and demo
 
 
+def short_id(layer_id: str) -> str:
+    """A dir name as docker shortens ids: 12 characters (and -init), BuildKit's 25-character ones too; shorter
+    names as they are."""
+    return layer_id[:12] + ("-init" if layer_id.endswith("-init") else "") if len(layer_id) >= 25 else layer_id
+
+
+def leaks_for_terminal(table: pa.Table) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """The leaks table narrowed for a terminal (short ids, created to the minute, no evidence column), and
+    (short id, evidence) pairs to print under it."""
+    ids = [short_id(i) for i in table.column("layer_id").to_pylist()]
+    created = [c[:16].replace("T", " ") if isinstance(c, str) else c for c in table.column("created").to_pylist()]
+    shown = pa.table({"layer_id": pa.array(ids, pa.string()), "bytes": table.column("bytes"),
+                      "files": table.column("files"), "created": pa.array(created, pa.string()),
+                      "mechanism": table.column("mechanism"), "heals": table.column("self_heals")})
+    return shown, [(i, e or "") for i, e in zip(ids, table.column("evidence").to_pylist(), strict=True)]
+
+
+def metadata_for_terminal(table: pa.Table) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """Leaked metadata numbered, without its detail column; (number, detail) pairs to print under it."""
+    n = [f"#{i + 1}" for i in range(table.num_rows)]
+    ids = [short_id(i) if i else None for i in table.column("layer_id").to_pylist()]
+    shown = pa.table({"#": pa.array(n, pa.string()), "kind": table.column("kind"),
+                      "object": table.column("object"), "heals": table.column("self_heals"),
+                      "layer_id": pa.array(ids, pa.string())})
+    return shown, [(k, d or "") for k, d in zip(n, table.column("detail").to_pylist(), strict=True)]
+
+
 def leaks(snapshot: str | Path | Snapshot, min_bytes: int = 0, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
     return _single(catalog.run(bound(snapshot), "leaks", {"min_bytes": min_bytes, "grace_seconds": grace_s}))
 

@@ -282,3 +282,36 @@ def test_help_examples_keep_their_lines(command: str) -> None:
 def test_explain_help_says_a_prefix_is_enough() -> None:
     res = runner.invoke(app, ["explain", "--help"], env={"COLUMNS": "200"})
     assert "unique prefix" in res.stdout and "full overlay2 dir name" not in res.stdout
+
+
+def _leaks_lines(columns: str | None, *extra: str) -> list[str]:
+    from snapper.demo import sample_path
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns:
+        env["COLUMNS"] = columns
+    proc = subprocess.run([sys.executable, "-m", "snapper.cli", "leaks", str(sample_path()), "--grace", "0", *extra],
+                          capture_output=True, text=True, env={**env, "PYTHONPATH": str(Path(__file__).parent.parent)},
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def test_leaks_fits_a_100_column_terminal() -> None:
+    lines = _leaks_lines("100")
+    assert max(map(len, lines)) <= 100
+    table = lines[: lines.index("evidence (one line each; --verbose for all of it)")]
+    rows = [line for line in table if line.startswith("│")]
+    assert len(rows) <= 7 + 2  # one line a leak (a -init id may fold once), was ~25 lines a leak
+    evidence = lines[len(table) + 1: len(table) + 8]
+    assert evidence[0].startswith("ba01ba24476e  ") and "layer chain sha256:" in evidence[0]
+    verbose = _leaks_lines("100", "--verbose")
+    assert max(map(len, verbose)) <= 100
+    assert any("released by an image delete that was interrupted" in line for line in verbose)
+    assert len(verbose) > len(lines)
+
+
+def test_piped_leaks_is_not_200_wide() -> None:
+    from snapper.render import PIPED_WIDTH
+
+    assert max(map(len, _leaks_lines(None))) <= PIPED_WIDTH

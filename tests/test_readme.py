@@ -43,7 +43,7 @@ def test_readme_sql_example_runs_in_snapper_sql() -> None:
     block = README.split("In `snapper sql`", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
     proc = subprocess.run([sys.executable, "-m", "snapper.cli", "sql", str(sample_path()), "--builtin"],
                           input=block, capture_output=True, text=True, cwd=TOP, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(TOP), "COLUMNS": "120"})
+                          env={**os.environ, "PYTHONPATH": str(TOP), "COLUMNS": "400"})
     assert proc.returncode == 0, proc.stderr
     assert "Error" not in proc.stderr
     assert proc.stdout.count("sum(bytes)") == 2  # the leaks view, the verdicts query
