@@ -476,8 +476,7 @@ def history(
 
         print(f"leak rate {human_bytes(rate['leaked_bytes_per_hour'])}/h, "
               f"{human_bytes(rate['leaked_bytes_per_day'])}/day over {rate['span_hours']} h; "
-              + (f"filesystem full in {rate['hours_until_full']} h (at {rate['full_at']})"
-                 if rate.get("hours_until_full") is not None else "filesystem use not growing"))
+              + series.fill_forecast(rate)[1])
     else:
         print("leak rate: needs two snapshots at different times")
     _table_or_none(h.attribution.select(["layer_id", "bytes", "mechanism", "source", "path_overlap_pct",

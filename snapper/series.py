@@ -140,6 +140,21 @@ def diff_files(old: str | Path | Snapshot, new: str | Path | Snapshot, layer_id:
     return catalog.run(con, "diff_files", {"old_snap": 0, "new_snap": 1, "layer_id": full})
 
 
+FORECAST_NEEDS = "at least 3 snapshots spanning at least 1 h"  # history_rate.sql's `reliable`
+
+
+def fill_forecast(rate: dict[str, Any]) -> tuple[float | None, str]:
+    """Hours until the filesystem is full, only when the series is long enough to extrapolate (the query's
+    ``reliable``), and a sentence saying why there is none otherwise."""
+    have = f"have {rate.get('snapshots') or 0} over {rate.get('span_hours') or 0} h"
+    if not rate.get("reliable"):
+        return None, f"no fill forecast: needs {FORECAST_NEEDS} ({have})"
+    hours = rate.get("hours_until_full")
+    if hours is None:
+        return None, "filesystem use not growing: no fill date"
+    return float(hours), f"filesystem full in {hours} h (at {rate.get('full_at')})"
+
+
 @dataclass(frozen=True)
 class History:
     snapshots: list[Snapshot]
