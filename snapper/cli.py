@@ -251,6 +251,8 @@ def show(
               "api_status": m.get("api_status"),
               "daemon": ("running" if daemon.get("running") else "stopped")
               + (" (state changed during collect)" if daemon.get("state_changed") else ""),
+              "driver": ((m.get("layout") or {}).get("active_driver") or "none")
+              + (" (not classified by snapper)" if snap.unclassified_driver else ""),
               "engine": (m.get("engine") or {}).get("engine_version") or "unknown",
               "options": json.dumps(m.get("options"), sort_keys=True)}
     width = max(map(len, fields)) + 2
@@ -510,9 +512,15 @@ def report(
 
 
 def _bind_args(snapshots: list[Path]) -> Any:
+    """Snapshots for the commands that read raw tables (query, views, sql): an unclassified driver is named."""
     from snapper.snapshot import find_snapshots
 
-    return _run(lambda: find_snapshots([str(p) for p in snapshots]))
+    snaps = _run(lambda: find_snapshots([str(p) for p in snapshots]))
+    for s in snaps:
+        message = s.driver_message()
+        if message:
+            print(f"warning: {s.path}: {message}", file=sys.stderr)
+    return snaps
 
 
 @app.command()

@@ -44,6 +44,26 @@ class Layout:
     containerd_store: bool  # containerd image store in use (or its tree present with no graph driver)
     containerd_roots: tuple[str, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    driver_evidence: str = ""  # why active_driver is the one in use
+
+    @property
+    def unclassified(self) -> str | None:
+        """The active graph driver when snapper does not classify it (only overlay2 is), else None."""
+        return unclassified_driver(self.active_driver, self.driver_trees, self.containerd_store)
+
+
+CLASSIFIED_DRIVERS = ("overlay2",)
+
+
+def unclassified_driver(active: object, trees: object, containerd_store: object) -> str | None:
+    """The storage driver in use that snapper cannot classify: the active one if it is not overlay2; for a
+    snapshot written before the active driver was decided from evidence (active null), the one other driver
+    tree present when there was no overlay2 and no containerd store."""
+    if isinstance(active, str):
+        return None if active in CLASSIFIED_DRIVERS else active
+    present = list(trees) if isinstance(trees, list | tuple) else []
+    others = [t for t in present if t not in CLASSIFIED_DRIVERS]
+    return others[0] if len(others) == 1 and not containerd_store and "overlay2" not in present else None
 
 
 def read_daemon_json(path: Path = DAEMON_JSON) -> dict[str, object]:
@@ -133,7 +153,56 @@ def _nonempty_dir(p: Path) -> bool:
         return False
 
 
-def detect_layout(root: Path, source: str, daemon_json: Path = DAEMON_JSON) -> Layout:
+def _config_applies(root: Path, source: str, daemon_json: Path) -> bool:
+    """daemon.json speaks for this root when the root came from it (or is its data-root, or the default)."""
+    if source != "--root":
+        return True
+    cfg = read_daemon_json(daemon_json)
+    configured = cfg.get("data-root") or cfg.get("graph")
+    target = configured if isinstance(configured, str) and configured else str(DEFAULT_ROOT)
+    return os.path.realpath(target) == str(root)
+
+
+def _image_stores(root: Path) -> list[str]:
+    """Drivers whose image/<driver>/ holds a layer store and an image store, the newest repositories.json first
+    (the daemon keeps its references there: the store it wrote last is the one in use)."""
+    found = []
+    for d in GRAPH_DRIVERS:
+        base = root / "image" / d
+        if (base / "layerdb").is_dir() and (base / "imagedb").is_dir():
+            try:
+                mtime = os.stat(base / "repositories.json").st_mtime_ns
+            except OSError:
+                mtime = 0
+            found.append((-mtime, d))
+    return [d for _, d in sorted(found)]
+
+
+def decide_driver(root: Path, source: str, daemon_json: Path, daemons: list[DaemonProcess],
+                  overlay2_used: bool) -> tuple[str | None, str]:
+    """The storage driver in use and the evidence, strongest first: a running dockerd's --storage-driver, the
+    storage-driver of daemon.json (when it speaks for this root), the image/<driver>/ holding layerdb and
+    imagedb, a non-empty overlay2/. Never a guess from which tree is biggest."""
+    for d in daemons:
+        if d.storage_driver:
+            return d.storage_driver, f"--storage-driver of the running dockerd (pid {d.pid})"
+    if _config_applies(root, source, daemon_json):
+        configured = read_daemon_json(daemon_json).get("storage-driver")
+        if isinstance(configured, str) and configured:
+            return configured, f"storage-driver in {daemon_json}"
+    stores = _image_stores(root)
+    if len(stores) == 1:
+        return stores[0], f"image/{stores[0]}/ holds layerdb and imagedb"
+    if stores:
+        others = ", ".join(f"image/{d}/" for d in stores[1:])
+        return stores[0], f"image/{stores[0]}/ holds the newest repositories.json (also: {others})"
+    if overlay2_used:
+        return "overlay2", "overlay2/ holds data"
+    return None, ""
+
+
+def detect_layout(root: Path, source: str, daemon_json: Path = DAEMON_JSON,
+                  daemons: list[DaemonProcess] | None = None) -> Layout:
     require_store(root, source)
     notes: list[str] = []
     trees = tuple(d for d in GRAPH_DRIVERS if _nonempty_dir(root / d))
@@ -148,16 +217,29 @@ def detect_layout(root: Path, source: str, daemon_json: Path = DAEMON_JSON) -> L
     overlay2_used = overlay2.is_dir() and _nonempty_dir(overlay2)
     # With data in overlay2/ the daemon keeps the graph driver ("graphdriver-prior") unless told otherwise.
     containerd_store = c8d_flag or (not overlay2_used and (root / "rootfs").is_dir())
-    active = "overlay2" if overlay2_used and not c8d_flag else None
+    decided, evidence = decide_driver(root, source, daemon_json,
+                                      find_daemons(root, daemon_json) if daemons is None else daemons,
+                                      overlay2_used)
+    if c8d_flag or (decided == "overlay2" and not overlay2_used):
+        decided, evidence = None, ""
+    active = decided
     if active is None and containerd_store:
         notes.append("overlay2 is missing or empty and the containerd image store is in use: "
                      "its snapshots are not walked yet (containerd support comes with reachability)")
     elif active is None:
         notes.append("no overlay2 tree under the data root: nothing to walk")
+    elif active not in CLASSIFIED_DRIVERS:
+        notes.append(unclassified_message(active, evidence))
     for other in trees:
-        if other != "overlay2":
+        if other != active and not (active is None and other == "overlay2"):
             notes.append(f"{other}/ holds data of another storage driver (dormant store)")
-    return Layout(str(root), source, active, trees, containerd_store, tuple(c8d_roots), tuple(notes))
+    return Layout(str(root), source, active, trees, containerd_store, tuple(c8d_roots), tuple(notes), evidence)
+
+
+def unclassified_message(driver: str, evidence: str = "") -> str:
+    how = f" ({evidence})" if evidence else ""
+    return (f"the active storage driver is {driver}{how}: snapper classifies overlay2 only, so its layers are "
+            "neither walked nor called leaked or dormant")
 
 
 def process_start_ns(pid: int) -> int | None:

@@ -42,3 +42,7 @@ class OutputError(SnapperError):
 
 class QueryError(SnapperError):
     """A query file is missing, malformed, or failed in DuckDB."""
+
+
+class UnclassifiedDriverError(SnapperError):
+    """The snapshot's active storage driver is one snapper does not classify: no verdicts are given."""

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 
 def bind(snaps: Sequence[Snapshot]) -> duckdb.DuckDBPyConnection:
+    for s in snaps:
+        s.require_classified()
     con = connect(snaps)
     catalog.bind_views(con)
     return con

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from snapper.errors import OutputError, SnapshotError
+from snapper.errors import OutputError, SnapshotError, UnclassifiedDriverError
 from snapper.schema import SCHEMA_MINOR, SCHEMA_VERSION, TABLES, Table
 
 if TYPE_CHECKING:  # duckdb (15 MB) is imported by the functions that query: a collect never loads it
@@ -256,6 +256,35 @@ class Snapshot:
 
     def table_path(self, name: str) -> Path:
         return self.path / f"{name}.parquet"
+
+    @property
+    def unclassified_driver(self) -> str | None:
+        """The active storage driver when snapper does not classify it (see docker_root.unclassified_driver)."""
+        from snapper.docker_root import unclassified_driver
+
+        layout = self.manifest.get("layout")
+        layout = layout if isinstance(layout, dict) else {}
+        return unclassified_driver(layout.get("active_driver"), layout.get("driver_trees"),
+                                   layout.get("containerd_store"))
+
+    def driver_message(self) -> str | None:
+        """One line naming the unclassified driver, or None."""
+        from snapper.docker_root import unclassified_message
+
+        driver = self.unclassified_driver
+        if driver is None:
+            return None
+        layout = self.manifest.get("layout")
+        evidence = layout.get("driver_evidence", "") if isinstance(layout, dict) else ""
+        return unclassified_message(driver, evidence if isinstance(evidence, str) else "")
+
+    def require_classified(self) -> None:
+        """Verdicts on a store snapper does not classify would call every image layer leaked, or the tree in
+        use dormant: refuse instead."""
+        message = self.driver_message()
+        if message is not None:
+            raise UnclassifiedDriverError(str(self.path), message,
+                                          "snapper show and snapper query read its tables; verdicts need overlay2")
 
 
 def _plain(t: pa.DataType) -> pa.DataType:

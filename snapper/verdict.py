@@ -34,6 +34,7 @@ def parse_duration(text: str) -> int:
 
 def bound(snapshot: str | Path | Snapshot) -> duckdb.DuckDBPyConnection:
     snap = snapshot if isinstance(snapshot, Snapshot) else open_snapshot(snapshot)
+    snap.require_classified()
     con = connect(snap)
     catalog.bind_views(con)
     return con
