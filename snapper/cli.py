@@ -336,9 +336,10 @@ def explain(
     _check_format(format)
     grace_s = _run(lambda: verdict.parse_duration(grace))
     table = _run(lambda: verdict.explain(snapshot, dir.strip().rstrip("/").rsplit("/", 1)[-1], grace_s))
-    if format == "table":
-        for r in table.to_pylist():
-            print(f"{r['section']:<20}{r['detail']}")
+    if format == "table":  # one line a section, long details wrapped under their own column
+        from snapper.render import render_notes
+
+        render_notes([(r["section"], r["detail"] or "") for r in table.to_pylist()], full=True)
     else:
         render_table(table, format)
 

@@ -82,10 +82,12 @@ def render_notes(notes: list[tuple[str, str]], out: IO[str] | None = None, title
     grid.add_column(no_wrap=not full, overflow="fold" if full else "ellipsis")
     for key, text in notes:
         grid.add_row(key, text)
-    console = Console(file=out, width=console_width(out), highlight=False)
+    buf = io.StringIO()
+    console = Console(file=buf, width=console_width(out), highlight=False)
     if title:
         console.print(title)
     console.print(grid)
+    out.write("".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines()))  # no padding to the width
 
 
 def render_table(table: pa.Table, fmt: str, out: IO[str] | None = None, title: str | None = None,

@@ -315,3 +315,16 @@ def test_piped_leaks_is_not_200_wide() -> None:
     from snapper.render import PIPED_WIDTH
 
     assert max(map(len, _leaks_lines(None))) <= PIPED_WIDTH
+
+
+def test_explain_wraps_details_under_their_column() -> None:
+    from snapper.demo import sample_path
+
+    proc = subprocess.run([sys.executable, "-m", "snapper.cli", "explain", str(sample_path()), "ba01ba24476e"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "100", "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(map(len, lines)) <= 100 and all(line == line.rstrip() for line in lines)
+    i = next(n for n, line in enumerate(lines) if line.startswith("evidence "))
+    assert lines[i + 1].startswith(" " * 18) and "released by an image delete" in " ".join(lines[i:i + 4])
