@@ -160,8 +160,12 @@ def collect(
     metrics: Annotated[Path | None, typer.Option("--metrics", help="also write Prometheus textfile metrics "
                                                  "of the new snapshot to this file (atomically)")] = None,
     grace: GraceOpt = "1h",
+    containerd_root: Annotated[list[str] | None, typer.Option(
+        "--containerd-root", help="also collect this containerd root (its meta.db, snapshots and content); "
+        "repeatable. With --root pointing at a containerd root, no dockerd data root is needed")] = None,
 ) -> None:
-    """Snapshot every file under overlay2/ plus Docker's metadata into Parquet (read-only).
+    """Snapshot overlay2/ and the containerd stores (files, meta.db, content) plus Docker's metadata into Parquet
+    (read-only).
 
     \b
     Examples:
@@ -178,7 +182,8 @@ def collect(
     from snapper.render import human_bytes
 
     opts = CollectOptions(root=root, out=out, hash_mode=hash, jobs=jobs, api=not no_api, socket=socket,
-                          series_dir=series, base=base, use_base=not no_base, nice=not no_nice)
+                          series_dir=series, base=base, use_base=not no_base, nice=not no_nice,
+                          containerd_roots=tuple(containerd_root or ()))
     from snapper import verdict
 
     grace_s = _run(lambda: verdict.parse_duration(grace))
@@ -209,6 +214,9 @@ def collect(
     print(f"  {m['overlay2_entries']} overlay2 entries, {rows.get('files', 0):,} files, "
           f"{rows.get('layerdb', 0)} layerdb chains, {rows.get('images', 0)} images, "
           f"{rows.get('containers', 0)} containers, {m['errors']} errors, {m['durations']['total_s']} s")
+    if m.get("containerd_stores"):
+        print(f"  containerd {', '.join(m['containerd_stores'])}: {rows.get('ctr_dirs', 0)} snapshot dirs and "
+              f"blobs, {rows.get('ctr_objects', 0)} meta.db objects")
     inc = m.get("incremental") or {}
     if inc.get("base"):
         print(f"  reused {inc['reused_layers']} unchanged committed dirs ({inc['reused_rows']:,} rows) from "
@@ -278,7 +286,8 @@ def leaks(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="whole evidence, wrapped (default: one line "
                                           "each)")] = False,
 ) -> None:
-    """Leaked overlay2 dirs (unreachable from every root) with mechanism and evidence.
+    """Leaked overlay2 dirs and containerd snapshots/blobs (unreachable from every live root) with mechanism
+    and evidence.
 
     \b
     Examples:
@@ -292,14 +301,17 @@ def leaks(
     _check_format(format)
     grace_s = _run(lambda: verdict.parse_duration(grace))
     rep = _run(lambda: verdict.report(snapshot, min_bytes, grace_s))
-    table = rep.leaks.select(verdict.LEAK_COLUMNS)
+    cols = list(verdict.LEAK_COLUMNS)
+    if set(rep.leaks.column("store").to_pylist()) - {"overlay2"}:
+        cols.insert(0, "store")  # containerd snapshot ids and digests: say which store they belong to
+    table = rep.leaks.select(cols)
     if format != "table":
         render_table(table, format)
     else:
         from snapper.render import render_notes
 
         shown, evidence = verdict.leaks_for_terminal(table)
-        render_table(shown, "table", title=f"leaked overlay2 dirs ({table.num_rows}; ids shortened like "
+        render_table(shown, "table", title=f"leaked dirs and blobs ({table.num_rows}; ids shortened like "
                      "docker: `snapper explain SNAP ID` takes a unique prefix)", byte_columns=("bytes",),
                      no_wrap=("mechanism", "heals", "created"))
         if evidence:
@@ -408,7 +420,7 @@ def diff(
 
 
 HISTORY_SECTIONS = ("dirs", "never_reachable", "timeline", "rate", "attribution", "duplicates", "prefixes",
-                    "neighbours")
+                    "neighbours", "containerd")
 
 
 @app.command()
@@ -451,7 +463,7 @@ def history(
     doc = {"snapshots": rows_of(h.timeline), "rate": h.rate, "never_reachable": never,
            "dirs": rows_of(h.dirs.drop_columns(["first_seen_ns", "last_seen_ns"])),
            "attribution": rows_of(h.attribution), "duplicates": rows_of(h.duplicates),
-           "prefixes": rows_of(h.prefixes), "neighbours": rows_of(h.neighbours)}
+           "prefixes": rows_of(h.prefixes), "neighbours": rows_of(h.neighbours), "containerd": rows_of(h.containerd)}
     if format == "json":
         render_json(doc)
         return
@@ -459,7 +471,7 @@ def history(
         import pyarrow as pa
 
         tables = {"dirs": h.dirs, "timeline": h.timeline, "attribution": h.attribution, "duplicates": h.duplicates,
-                  "prefixes": h.prefixes, "neighbours": h.neighbours}
+                  "prefixes": h.prefixes, "neighbours": h.neighbours, "containerd": h.containerd}
         chosen = tables.get(section)
         if chosen is None:  # never_reachable and rate are built here, not tables of their own
             rows = never if section == "never_reachable" else [h.rate]
@@ -487,6 +499,11 @@ def history(
     _table_or_none(h.duplicates.drop_columns(["fingerprint"]), "duplicate content", "table",
                    ("bytes_each", "wasted_bytes"))
     _table_or_none(h.prefixes.slice(0, 15), "top leaked path prefixes", "table", ("bytes",))
+    ctr_never = h.containerd.filter(h.containerd["never_reachable"]) if h.containerd.num_rows else h.containerd
+    _table_or_none(ctr_never.select(["store", "kind", "name", "first_seen", "last_seen", "snapshots_present", "bytes",
+                                     "last_mechanism", "self_heal", "present_at_end"]) if ctr_never.num_rows
+                   else ctr_never, f"containerd: appeared and never became reachable ({ctr_never.num_rows})", "table",
+                   ("bytes",))
 
 
 @app.command()
@@ -686,6 +703,156 @@ def demo(
         print(f"\n$ snapper explain {path} {first[:12]}")
         explain(path, first, "0", "table")
     print("\nnext: `snapper collect` on your host (as root), then `snapper leaks SNAPSHOT`.")
+
+
+reclaim_app = typer.Typer(name="reclaim", no_args_is_help=True, rich_markup_mode=None,
+                          help="Give leaked space back: plan, apply (quarantine), restore, purge.")
+app.add_typer(reclaim_app)
+QuarantineOpt = Annotated[Path | None, typer.Option("--quarantine", help="quarantine dir (default: "
+                                                    "<parent of the data root>/.snapper-quarantine)")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do it without asking (needed without a terminal)")]
+
+
+def _confirm(command: str, question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        _fail(UsageError(f"reclaim {command}", "changes the data root and stdin is not a terminal",
+                         "rerun with --yes"))
+    if not typer.confirm(question, default=False):
+        raise typer.Exit(1)
+
+
+def _outcomes(rows: list[Any], title: str) -> None:
+    import pyarrow as pa
+
+    from snapper.render import render_table
+
+    if rows:
+        render_table(pa.Table.from_pylist([vars(r) for r in rows]), "table", title=title, byte_columns=("bytes",))
+
+
+@reclaim_app.command("plan")
+def reclaim_plan(
+    snapshot: Annotated[Path, typer.Argument(help="snapshot directory")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="plan file (default reclaim-<plan id>.json)")] = None,
+    mechanism: Annotated[list[str] | None, typer.Option("--mechanism", "-m", help="only this mechanism "
+                                                        "(repeatable)")] = None,
+    min_bytes: Annotated[int, typer.Option("--min-bytes", help="skip leaked dirs smaller than this")] = 0,
+    grace: GraceOpt = "1h",
+) -> None:
+    """Write a plan of the leaked dirs to reclaim (JSON, 0600) and print it. Changes nothing.
+
+    Examples:
+      snapper reclaim plan SNAP -o plan.json
+      snapper reclaim plan SNAP -m interrupted-layer-create --min-bytes 100000000
+    """
+    from snapper import reclaim, verdict
+    from snapper.render import human_bytes
+
+    grace_s = _run(lambda: verdict.parse_duration(grace))
+    plan = _run(lambda: reclaim.make_plan(snapshot, mechanism or [], min_bytes, grace_s))
+    path = _run(lambda: reclaim.write_plan(plan, out or Path(f"reclaim-{plan['plan_id']}.json")))
+    _outcomes([reclaim.Outcome(e["id"], e["bytes"], e["mechanism"], "planned", e["evidence"])
+               for e in plan["entries"]], f"plan {plan['plan_id']} for {plan['data_root']}")
+    print(f"total {human_bytes(plan['total_bytes'])} in {len(plan['entries'])} dirs; plan written to {path}")
+
+
+@reclaim_app.command("apply")
+def reclaim_apply(
+    plan: Annotated[Path, typer.Argument(help="plan file from `snapper reclaim plan`")],
+    yes: YesOpt = False,
+    stopped_only: Annotated[bool, typer.Option("--stopped-only", help="refuse while a dockerd runs on the "
+                                               "data root")] = False,
+    quarantine: QuarantineOpt = None,
+) -> None:
+    """Re-check every planned dir and move those still leaked and unchanged into the quarantine.
+
+    Examples:
+      snapper reclaim apply plan.json              (asks on a terminal)
+      snapper reclaim apply plan.json --yes --stopped-only
+    """
+    from snapper import reclaim
+    from snapper.render import human_bytes
+
+    p = _run(lambda: reclaim.read_plan(plan))
+    _confirm("apply", f"move up to {len(p['entries'])} dirs ({human_bytes(p['total_bytes'])}) of "
+             f"{p['data_root']} into the quarantine?", yes)
+    res = _run(lambda: reclaim.apply(plan, stopped_only, quarantine))
+    for note in res.notes:
+        print(f"journal: {note}", file=sys.stderr)
+    _outcomes(res.outcomes, f"apply {res.plan_id}")
+    moved = sum(1 for o in res.outcomes if o.result == "quarantined")
+    print(f"quarantined {moved} dirs ({human_bytes(res.moved_bytes)}) in {res.quarantine}; "
+          f"{sum(1 for o in res.outcomes if o.result == 'skipped')} skipped")
+
+
+@reclaim_app.command("restore")
+def reclaim_restore(
+    plan: Annotated[str | None, typer.Argument(help="plan file or plan id")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every plan in the quarantine")] = False,
+    yes: YesOpt = False,
+    root: Annotated[str | None, typer.Option(help="data root (to find the quarantine without a plan file)")] = None,
+    quarantine: QuarantineOpt = None,
+) -> None:
+    """Move quarantined dirs back exactly where they were (a destination that exists is refused).
+
+    Examples:
+      snapper reclaim restore plan.json --yes
+      snapper reclaim restore --all --root /var/lib/docker
+    """
+    from snapper import reclaim
+    from snapper.errors import QuarantineError
+
+    if (plan is None) == (not all_):
+        _fail(UsageError("reclaim restore", "give a plan or --all (one of them)", "e.g. restore plan.json"))
+    qdirs = _run(lambda: reclaim.quarantine_dirs(plan, root, quarantine))
+    _confirm("restore", f"move quarantined dirs of {'every plan' if all_ else plan} in "
+             f"{', '.join(map(str, qdirs))} back?", yes)
+    outcomes, notes = [], []
+    for qdir in qdirs:
+        o, n = _run(lambda q=qdir: reclaim.restore(q, plan, all_))  # type: ignore[misc]
+        outcomes += o
+        notes += n
+    for note in notes:
+        print(f"journal: {note}", file=sys.stderr)
+    _outcomes(outcomes, "restore")
+    print(f"restored {sum(1 for o in outcomes if o.result == 'restored')} dirs")
+    refused = [o for o in outcomes if o.result == "refused"]
+    if refused:
+        _fail(QuarantineError(refused[0].layer_id, f"not restored: {refused[0].reason}"
+                              + (f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""),
+                              "move what is in the way aside and run restore again"))
+
+
+@reclaim_app.command("purge")
+def reclaim_purge(
+    older_than: Annotated[str, typer.Option("--older-than", help="only dirs quarantined longer ago than "
+                                            "this (e.g. 7d, 0)")] = "7d",
+    yes: YesOpt = False,
+    root: Annotated[str | None, typer.Option(help="data root (default: daemon.json, else /var/lib/docker)")] = None,
+    quarantine: QuarantineOpt = None,
+) -> None:
+    """Delete quarantined dirs for good and report the bytes freed (statvfs before and after).
+
+    Examples:
+      snapper reclaim purge --older-than 7d --yes
+    """
+    from snapper import reclaim, verdict
+    from snapper.render import human_bytes
+
+    try:
+        age = verdict.parse_duration(older_than)
+    except UsageError:
+        _fail(UsageError(f"--older-than {older_than}", "not a duration", "use e.g. 0, 12h or 7d"))
+    qdirs = _run(lambda: reclaim.quarantine_dirs(None, root, quarantine))
+    _confirm("purge", f"delete dirs quarantined more than {older_than} ago in {', '.join(map(str, qdirs))} "
+             "for good?", yes)
+    for qdir in qdirs:
+        res = _run(lambda q=qdir: reclaim.purge(q, age))  # type: ignore[misc]
+        _outcomes(res.outcomes, f"purge {qdir}")
+        print(f"purged {sum(1 for o in res.outcomes if o.result == 'purged')} dirs "
+              f"({human_bytes(res.purged_bytes)} planned), filesystem freed {human_bytes(res.freed_bytes)}")
 
 
 def main() -> None:

@@ -42,7 +42,15 @@ from snapper.errors import SnapshotError, UsageError
 from snapper.metadata import Rows
 from snapper.metadata.api import collect_api
 from snapper.metadata.buildkit import read_leases, read_records, read_residue, read_snapshot_keys
-from snapper.metadata.containerd import read_meta_leases, read_snapshotter
+from snapper.metadata.containerd import (
+    SNAPSHOTTER,
+    find_containerd,
+    read_content,
+    read_meta,
+    read_meta_leases,
+    read_snapshotter,
+    store_roots,
+)
 from snapper.metadata.containers import read_containers
 from snapper.metadata.holders import read_holders
 from snapper.metadata.imagedb import read_images, read_tags
@@ -58,6 +66,11 @@ from snapper.schema import (
     BUILDKIT_SNAPSHOTS,
     CONTAINERD_SNAPSHOTS,
     CONTAINERS,
+    CTR_DIRS,
+    CTR_LABELS,
+    CTR_LEASE_RESOURCES,
+    CTR_OBJECTS,
+    CTR_STORES,
     ERRORS,
     FILES,
     HOLDERS,
@@ -105,6 +118,7 @@ class CollectOptions:
     base: str | None = None  # a snapshot to reuse unchanged committed layers from
     use_base: bool = True  # without --base: the newest earlier snapshot in series_dir/<host>
     nice: bool = True  # nice 19 and idle I/O priority for the collect and its walkers
+    containerd_roots: tuple[str, ...] = ()  # more containerd roots to collect (--containerd-root)
 
 
 @dataclass
@@ -417,10 +431,12 @@ def _collect_into(writer: _SnapshotWriter, opts: CollectOptions, root: Path, roo
     errors += e
     leases, e = read_leases(root, "buildkit/containerdmeta.db", "leases")
     errors += e
-    ctr_leases, e = read_meta_leases(root, layout.containerd_store)
+    stores = store_roots(root, layout.containerd_store, opts.containerd_roots)
+    ctr_leases, e = read_meta_leases(stores)
     errors += e
-    ctr_snaps, e = read_snapshotter(root, layout.containerd_store)
+    ctr_snaps, e = read_snapshotter(stores)
     errors += e
+    ctr_dir_rows = _collect_containerd(writer, stores, root, daemons, errors)
     residue, e = read_residue(root, layout.active_driver)
     errors += e
     writer.write_rows(HOLDERS, read_holders(root))
@@ -484,6 +500,11 @@ def _collect_into(writer: _SnapshotWriter, opts: CollectOptions, root: Path, roo
             else:
                 raise RuntimeError(f"walk failed: {payload}")
     durations["walk_s"] = round(time.time() - t, 3)
+    t = time.time()
+    ctr_dir_rows += _walk_snapshot_dirs(stores, opts.hash_mode, mount_points, jobs, files_writer=writer,
+                                        errors=errors, progress=progress)
+    writer.write_rows(CTR_DIRS, ctr_dir_rows)
+    durations["containerd_walk_s"] = round(time.time() - t, 3)
     expected = sum(r.file_count for r in plan.reused.values())
     if plan.base is not None and sum(copied) != expected:
         raise RuntimeError(f"base {plan.base.path}: {sum(copied)} files rows to copy, its layers rows say "
@@ -546,8 +567,96 @@ def _collect_into(writer: _SnapshotWriter, opts: CollectOptions, root: Path, roo
         "statvfs": _statvfs(root),
         "durations": durations,
         "overlay2_entries": len(names),
+        "containerd_stores": [label for _, label in stores],
         "errors": len(errors),
     }
+
+
+def _collect_containerd(writer: SnapshotWriter, stores: list[tuple[Path, str]], root: Path,
+                        daemons: list[Any], errors: Rows) -> Rows:
+    """meta.db objects, labels and lease contents, the content store, and one ctr_stores row per store.
+    A managed store (dockerd's own containerd) takes dockerd's start: its leases belong to dockerd's
+    operations, which die with dockerd."""
+    objects: Rows = []
+    labels: Rows = []
+    held: Rows = []
+    content: Rows = []
+    store_rows: Rows = []
+    for path, label in stores:
+        o, lb, h, e, meta_status = read_meta(path, label)
+        objects += o
+        labels += lb
+        held += h
+        errors += e
+        c, e, content_status = read_content(path, label)
+        content += c
+        errors += e
+        managed = label == "containerd/daemon"
+        if managed:
+            pid, started = None, _daemon_start(daemons)["started_ns"]
+        else:
+            pid, started = find_containerd(path)
+        snap_db = path / SNAPSHOTTER / "metadata.db"
+        snap_status = "missing" if not snap_db.exists() else next(
+            (f"error: {r['message']}" for r in errors
+             if r["source"] == "containerd_snapshots" and str(r["object"]).endswith(f"{SNAPSHOTTER}/metadata.db")
+             and str(r["object"]).startswith(label if managed else str(path))), "ok")
+        store_rows.append({"store": label, "path": str(path), "kind": "managed" if managed else "system",
+                           "pid": pid, "started_ns": started, "meta_status": meta_status,
+                           "snapshotter_status": snap_status, "content_status": content_status})
+    writer.write_rows(CTR_STORES, store_rows)
+    writer.write_rows(CTR_OBJECTS, objects)
+    writer.write_rows(CTR_LABELS, labels)
+    writer.write_rows(CTR_LEASE_RESOURCES, held)
+    return content
+
+
+def _walk_snapshot_dirs(stores: list[tuple[Path, str]], hash_mode: str, mount_points: frozenset[bytes], jobs: int,
+                        files_writer: _SnapshotWriter, errors: Rows, progress: Progress) -> Rows:
+    """The full file manifest of every ``snapshots/<n>`` dir of each store's overlayfs snapshotter, with the
+    walk overlay2 uses; its files rows carry layer_id = ``<store>/snapshots/<n>`` (never an overlay2 name)."""
+    rows: Rows = []
+    for path, label in stores:
+        snap_dir = path / SNAPSHOTTER / "snapshots"
+        try:
+            names = sorted(os.listdir(os.fsencode(str(snap_dir))))
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            errors.append(error_row("ctr_dirs", f"{label}/{SNAPSHOTTER}/snapshots", "scandir", e))
+            continue
+        ids = {show_bytes(n)[0]: f"{label}/snapshots/{show_bytes(n)[0]}" for n in names}
+        results: dict[str, LayerResult] = {}
+        stats: dict[str, int] = {}
+        for kind, payload, extra in walk_layers(os.fsencode(str(snap_dir)), names, hash_mode, mount_points, jobs,
+                                                iter(()), stats):
+            if kind == "batch":
+                files_writer.write_files(_relabel(payload, ids), False)
+            elif kind == "layer":
+                results[payload.layer_id] = payload
+                for r in extra:
+                    r["object"] = f"{label}/{SNAPSHOTTER}/snapshots/{r['object']}"
+                errors += extra
+                progress.advance(payload.file_count, payload.allocated_bytes)
+            else:
+                raise RuntimeError(f"walk failed: {payload}")
+        for n in names:
+            sid = show_bytes(n)[0]
+            res = results.get(sid) or LayerResult(sid, walk_status="error")
+            rows.append({"store": label, "kind": "snapshot", "name": sid, "dir_id": ids[sid],
+                         "path": f"{label}/{SNAPSHOTTER}/snapshots/{sid}", "bytes": res.allocated_bytes,
+                         "apparent_bytes": res.apparent_bytes, "files": res.file_count, "mtime_ns": res.dir_mtime_ns,
+                         "ctime_ns": res.dir_ctime_ns, "walk_status": res.walk_status})
+    return rows
+
+
+def _relabel(rb: pa.RecordBatch, ids: dict[str, str]) -> pa.RecordBatch:
+    """A files batch of one snapshotter dir with its layer_id dictionary renamed to the store-qualified id."""
+    col = rb.column(0)
+    assert isinstance(col, pa.DictionaryArray)
+    names = [ids.get(v, v) for v in col.dictionary.to_pylist()]
+    new = pa.DictionaryArray.from_arrays(col.indices, pa.array(names, pa.string()))
+    return rb.set_column(0, rb.schema.field(0), new)
 
 
 def _daemon_start(daemons: list[Any]) -> dict[str, Any]:

@@ -20,8 +20,9 @@ DAEMON_JSON = Path("/etc/docker/daemon.json")
 GRAPH_DRIVERS = ("overlay2", "overlay", "aufs", "devicemapper", "btrfs", "zfs", "vfs", "fuse-overlayfs")
 CONTAINERD_SNAPSHOTTER_DIR = "io.containerd.snapshotter.v1.overlayfs"
 # What a data root holds when a daemon ever ran on it: the layer/image store of a graph driver (image/),
-# a driver tree, or the containerd store (containerd/, rootfs/ of the containerd image store).
-STORE_DIRS = ("image", *GRAPH_DRIVERS, "containerd", "rootfs")
+# a driver tree, or the containerd store (containerd/, rootfs/ of the containerd image store, or the snapshotter
+# dir of a plain containerd root).
+STORE_DIRS = ("image", *GRAPH_DRIVERS, "containerd", "rootfs", CONTAINERD_SNAPSHOTTER_DIR)
 NEEDS_ROOT = "reading a Docker data root needs root (or CAP_DAC_READ_SEARCH): rerun with sudo"
 
 
@@ -223,12 +224,11 @@ def detect_layout(root: Path, source: str, daemon_json: Path = DAEMON_JSON,
     if c8d_flag or (decided == "overlay2" and not overlay2_used):
         decided, evidence = None, ""
     active = decided
-    if active is None and containerd_store:
-        notes.append("overlay2 is missing or empty and the containerd image store is in use: "
-                     "its snapshots are not walked yet (containerd support comes with reachability)")
-    elif active is None:
+    if active is None and not containerd_store and (root / CONTAINERD_SNAPSHOTTER_DIR).is_dir():
+        notes.append("a containerd root (no dockerd data root): its snapshots and content are classified")
+    elif active is None and not containerd_store:
         notes.append("no overlay2 tree under the data root: nothing to walk")
-    elif active not in CLASSIFIED_DRIVERS:
+    elif active is not None and active not in CLASSIFIED_DRIVERS:
         notes.append(unclassified_message(active, evidence))
     for other in trees:
         if other != active and not (active is None and other == "overlay2"):

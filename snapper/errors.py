@@ -44,5 +44,13 @@ class QueryError(SnapperError):
     """A query file is missing, malformed, or failed in DuckDB."""
 
 
+class ReclaimError(SnapperError):
+    """A reclaim plan is unreadable or cannot be applied here (another host or data root, a daemon running)."""
+
+
+class QuarantineError(SnapperError):
+    """The reclaim quarantine or its journal is unusable, or a move cannot be done or undone."""
+
+
 class UnclassifiedDriverError(SnapperError):
     """The snapshot's active storage driver is one snapper does not classify: no verdicts are given."""

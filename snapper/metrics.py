@@ -12,6 +12,7 @@ from pathlib import Path
 
 from snapper import verdict
 from snapper.errors import OutputError
+from snapper.mechanisms import NAMES
 from snapper.snapshot import Snapshot, open_snapshot, output_mode
 
 _HELP = {
@@ -28,9 +29,7 @@ _HELP = {
     "snapper_collect_timestamp_seconds": ("gauge", "When the collect started (unix time)."),
     "snapper_daemon_running": ("gauge", "1 if a dockerd ran on the data root during the collect."),
 }
-MECHANISMS = ("interrupted-layer-create", "interrupted-image-create", "partial-delete-remnant",
-              "interrupted-image-delete", "pinned-by-orphan-mount", "orphan-container-mount",
-              "buildkit-snapshot-without-record", "stray-dir")
+MECHANISMS = NAMES
 
 
 def _escape(v: str) -> str:

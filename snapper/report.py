@@ -36,6 +36,9 @@ MECHANISM_COLOURS = {  # one colour per mechanism in every chart, table chip and
     "interrupted-image-create": "#c5b0d5", "partial-delete-remnant": "#6b6b6b",
     "pinned-by-orphan-mount": "#e377c2", "orphan-container-mount": "#59a14f",
     "buildkit-snapshot-without-record": "#3a9e9a", "stray-dir": "#f28e2b",
+    "ctr-dead-lease": "#b07aa1", "ctr-orphan-writable-snapshot": "#76b7b2", "ctr-unreferenced": "#edc948",
+    "ctr-expired-lease": "#ff9da7", "ctr-dir-without-record": "#9c755f", "ctr-record-without-meta": "#bab0ac",
+    "ctr-blob-without-meta": "#d37295", "ctr-ingest-without-meta": "#499894",
 }
 _SPARE_COLOURS = ("#17becf", "#c9a227", "#9c755f", "#bcbd22", "#1f77b4", "#ff7f0e", "#7f7f7f", "#8c564b")
 TOP_DIRS = 25
@@ -377,10 +380,10 @@ def _cards(inv: Investigation) -> str:
     rate = inv.history.rate
     per_day = rate.get("leaked_bytes_per_day")
     hours, why = series.fill_forecast(rate)
-    not_df = (rec.get("overlay2 not in docker system df") or {}).get("bytes")
+    not_df = (rec.get("not in docker system df") or {}).get("bytes")
     cards = [(human_bytes(leaked.get("bytes") or 0), f"leaked now in {leaked.get('dirs') or 0} dirs", True),
              (human_bytes((rec.get("overlay2 on disk") or {}).get("bytes")), "overlay2 on disk", False),
-             (human_bytes(not_df) if not_df is not None else "n/a", "overlay2 not in docker system df"
+             (human_bytes(not_df) if not_df is not None else "n/a", "not in docker system df"
               if not_df is not None else "docker system df: not collected", False),
              (f"{human_bytes(per_day)}/day" if per_day is not None else "n/a", "leak rate (least squares)", False),
              (human_duration(hours * 3600) if hours is not None else "n/a",

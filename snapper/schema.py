@@ -293,6 +293,94 @@ CONTAINERD_SNAPSHOTS = Table(
     ),
 )
 
+CTR_STORES = Table(
+    "ctr_stores",
+    "Each containerd root collected (the dockerd-managed one under the data root, a system one, or "
+    "--containerd-root), with the containerd process serving it and the state of its two databases.",
+    (
+        ("store", _STR, "how the store shows in other tables: containerd/daemon, or the absolute root path"),
+        ("path", _STR, "absolute path of the containerd root"),
+        ("kind", _STR, "managed (dockerd's own containerd) | system (a containerd of its own)"),
+        ("pid", _I64, "the containerd process serving it (null when none runs)"),
+        ("started_ns", _I64, "when that process started (ns since epoch); for a managed store, dockerd's start"),
+        ("meta_status", _STR, "ok | missing | error: <why> (io.containerd.metadata.v1.bolt/meta.db)"),
+        ("snapshotter_status", _STR, "ok | missing | error: <why> (the overlayfs snapshotter's metadata.db)"),
+        ("content_status", _STR, "ok | missing | error: <why> (io.containerd.content.v1.content)"),
+    ),
+    since=2,
+)
+
+CTR_OBJECTS = Table(
+    "ctr_objects",
+    "Every object of every namespace of a containerd meta.db (containerd core/metadata/buckets.go): images, "
+    "containers, leases, snapshots, content blobs, ingests, sandboxes.",
+    (
+        ("store", _STR, "containerd store (see ctr_stores)"),
+        ("namespace", _STR, "namespace: moby, moby_history, k8s.io, default, buildkit, ..."),
+        ("type", _STR, "image | container | lease | snapshot | content | ingest | sandbox"),
+        ("key", _STR, "image name, container id, lease id, snapshot key, blob digest or ingest ref"),
+        ("snapshotter", _STR, "snapshotter of a snapshot or of a container's snapshot"),
+        ("target", _STR, "image: target digest; container: snapshot key; snapshot: backend name "
+                         "(<namespace>/<seq>/<key> in the snapshotter's metadata.db); ingest: expected digest"),
+        ("parent", _STR, "snapshot: parent snapshot key; ingest: its content/ingest/<dir> name (sha256 of the "
+                         "backend ref)"),
+        ("size", _I64, "content: blob size"),
+        ("created_ns", _I64, "createdat (ns since epoch)"),
+        ("updated_ns", _I64, "updatedat (ns since epoch)"),
+        ("expire_ns", _I64, "ingest: expireat; others: the containerd.io/gc.expire label, when it parses"),
+    ),
+    since=2,
+)
+
+CTR_LABELS = Table(
+    "ctr_labels",
+    "The labels of the objects in ctr_objects (the GC follows containerd.io/gc.* labels).",
+    (
+        ("store", _STR, "containerd store"),
+        ("namespace", _STR, "namespace"),
+        ("type", _STR, "type of the labelled object"),
+        ("key", _STR, "key of the labelled object"),
+        ("snapshotter", _STR, "snapshotter, for a snapshot"),
+        ("label", _STR, "label name"),
+        ("value", _STR, "label value"),
+    ),
+    since=2,
+)
+
+CTR_LEASE_RESOURCES = Table(
+    "ctr_lease_resources",
+    "What each lease holds: content blobs, snapshots and ingests (meta.db leases/<id>/{content,snapshots,ingests}).",
+    (
+        ("store", _STR, "containerd store"),
+        ("namespace", _STR, "namespace"),
+        ("lease_id", _STR, "lease id"),
+        ("type", _STR, "content | snapshot | ingest"),
+        ("snapshotter", _STR, "snapshotter of a held snapshot"),
+        ("key", _STR, "digest, snapshot key or ingest ref"),
+    ),
+    since=2,
+)
+
+CTR_DIRS = Table(
+    "ctr_dirs",
+    "One row per entry of a snapshotter's snapshots/ dir and of the content store (blobs/sha256/*, ingest/*), "
+    "with its size; a snapshot dir's files are in the files table under layer_id = dir_id.",
+    (
+        ("store", _STR, "containerd store"),
+        ("kind", _STR, "snapshot | blob | ingest"),
+        ("name", _STR, "snapshots/<n> id, blob digest (sha256:<hex>) or ingest dir name"),
+        ("dir_id", _STR, "the files table layer_id of a snapshot dir: <store>/snapshots/<n>"),
+        ("path", _STR, "path relative to the data root (absolute for a store outside it)"),
+        ("bytes", _I64, "allocated bytes (hard links once per dir)"),
+        ("apparent_bytes", _I64, "apparent bytes"),
+        ("files", _I64, "entries"),
+        ("mtime_ns", _I64, "mtime of the entry itself"),
+        ("ctime_ns", _I64, "ctime of the entry itself"),
+        ("walk_status", _STR, "ok | error | vanished"),
+    ),
+    since=2,
+)
+
 RESIDUE = Table(
     "residue",
     "Entries outside overlay2/ that hold only transient or dormant state (executor bundles, old drivers).",
@@ -415,6 +503,11 @@ TABLES: tuple[Table, ...] = (
     BUILDKIT_SNAPSHOTS,
     LEASES,
     CONTAINERD_SNAPSHOTS,
+    CTR_STORES,
+    CTR_OBJECTS,
+    CTR_LABELS,
+    CTR_LEASE_RESOURCES,
+    CTR_DIRS,
     RESIDUE,
     LAYER_SIGNATURES,
     HOLDERS,

@@ -167,6 +167,7 @@ class History:
     duplicates: pa.Table
     prefixes: pa.Table
     neighbours: pa.Table
+    containerd: pa.Table  # query `ctr_history`: containerd snapshot dirs, blobs and ingests across the series
 
     @property
     def never_reachable(self) -> pa.Table:
@@ -193,4 +194,5 @@ def history(args: Sequence[str | Path], grace_s: int = DEFAULT_GRACE_S, window_s
         catalog.run(con, "duplicates", last),
         catalog.run(con, "leak_prefixes", last),
         catalog.run(con, "leak_neighbours", {**last, "window_seconds": window_s}),
+        catalog.run(con, "ctr_history", p),
     )

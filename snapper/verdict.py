@@ -63,9 +63,12 @@ def leaks_for_terminal(table: pa.Table) -> tuple[pa.Table, list[tuple[str, str]]
     (short id, evidence) pairs to print under it."""
     ids = [short_id(i) for i in table.column("layer_id").to_pylist()]
     created = [c[:16].replace("T", " ") if isinstance(c, str) else c for c in table.column("created").to_pylist()]
-    shown = pa.table({"layer_id": pa.array(ids, pa.string()), "bytes": table.column("bytes"),
-                      "files": table.column("files"), "created": pa.array(created, pa.string()),
-                      "mechanism": table.column("mechanism"), "heals": table.column("self_heals")})
+    cols = {"layer_id": pa.array(ids, pa.string()), "bytes": table.column("bytes"),
+            "files": table.column("files"), "created": pa.array(created, pa.string()),
+            "mechanism": table.column("mechanism"), "heals": table.column("self_heals")}
+    if "store" in table.column_names:  # containerd leaks next to overlay2 ones
+        cols = {"store": table.column("store"), **cols}
+    shown = pa.table(cols)
     return shown, [(i, e or "") for i, e in zip(ids, table.column("evidence").to_pylist(), strict=True)]
 
 
@@ -124,7 +127,46 @@ def resolve_layer(con: duckdb.DuckDBPyConnection, layer_id: str) -> str:
     return str(rows[0][0])
 
 
+def resolve_ctr(con: duckdb.DuckDBPyConnection, name: str) -> tuple[str, str] | None:
+    """(store, name) of a containerd snapshot dir (its id), blob (digest, with or without ``sha256:``, or a
+    unique prefix) or ingest dir; None when nothing of the containerd stores matches."""
+    if not name:
+        return None
+    rows = con.execute(
+        "SELECT DISTINCT store, name FROM ctr_dirs WHERE name = ? OR name = 'sha256:' || ? "
+        "OR (kind <> 'snapshot' AND (starts_with(name, ?) OR starts_with(name, 'sha256:' || ?))) ORDER BY 1, 2",
+        [name, name, name, name]).fetchall()
+    exact = [r for r in rows if r[1] in (name, f"sha256:{name}")]
+    found = exact or rows
+    if not found:
+        return None
+    if len(found) > 1:
+        raise UsageError(name, f"matches {len(found)} containerd entries "
+                         f"({', '.join(f'{s}: {n[:19]}' for s, n in found[:4])})", "give more characters")
+    return str(found[0][0]), str(found[0][1])
+
+
 def explain(snapshot: str | Path | Snapshot, layer_id: str, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
+    """The evidence for one overlay2 dir, or for one containerd snapshot dir, blob or ingest dir. An exact
+    name wins (a snapshot id like 12 is never taken for the prefix of an overlay2 dir); a prefix must be
+    unique across both stores."""
     con = bound(snapshot)
-    full = resolve_layer(con, layer_id)
-    return catalog.run(con, "explain", {"layer_id": full, "snap": 0, "grace_seconds": grace_s})
+    exact = con.execute("SELECT count(*) FROM layers WHERE layer_id = ?", [layer_id]).fetchone()
+    ctr_exact = con.execute("SELECT count(*) FROM ctr_dirs WHERE name = ? OR name = 'sha256:' || ?",
+                            [layer_id, layer_id]).fetchone()
+    use_ctr = bool(ctr_exact and ctr_exact[0]) and not (exact and exact[0])
+    full: str | None = None
+    if not use_ctr:
+        try:
+            full = resolve_layer(con, layer_id)
+        except UsageError:
+            full = None
+    ctr = resolve_ctr(con, layer_id) if use_ctr or not (exact and exact[0]) else None
+    if full is not None and ctr is not None and not use_ctr:
+        raise UsageError(layer_id, "matches an overlay2 dir and a containerd entry", "give more characters")
+    if full is not None and not use_ctr:
+        return catalog.run(con, "explain", {"layer_id": full, "snap": 0, "grace_seconds": grace_s})
+    if ctr is None:
+        raise UsageError(layer_id, "no such overlay2 dir, containerd snapshot dir or blob in this snapshot",
+                         "pass a dir name, snapshot id, digest or unique prefix as listed by `snapper leaks`")
+    return catalog.run(con, "ctr_explain", {"store": ctr[0], "name": ctr[1], "snap": 0, "grace_seconds": grace_s})

@@ -161,3 +161,27 @@ def test_snap_minus_one_is_the_newest_snapshot(name: str) -> None:
     assert catalog.run(con, name, {"snap": -1}) == newest == catalog.run(con, name)
     catalog.set_params(con, catalog.get(name), {"snap": -1})  # the SQL alone, as the duckdb shell runs it
     assert con.sql(catalog.get(name).body()).to_arrow_table() == newest
+
+
+CTR_SAMPLE = Path(__file__).parent / "data" / "ctr_sample"  # collected from tests/data/ctr_root
+CTR_GOLDEN: dict[str, dict[str, object]] = {
+    "ctr_leases": {}, "ctr_reach": {}, "ctr_verdicts": {"grace_seconds": 0}, "leaks": {"grace_seconds": 0},
+    "ctr_history": {"grace_seconds": 0},
+    "reconciliation": {"grace_seconds": 0},
+    "ctr_explain": {"store": str(Path("/work/main/tests/data/ctr_root")), "name": "3", "grace_seconds": 0},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CTR_GOLDEN))
+def test_golden_output_on_the_containerd_sample(name: str) -> None:
+    """tests/data/ctr_root is a real dockerd 26.1 containerd store (meta.db and the snapshotter's metadata.db
+    as the engine wrote them; dirs and blobs reduced to markers) plus a dir without a record and a blob
+    without metadata; collected without its docker root, so no container or BuildKit record owns a lease."""
+    con = connect(open_snapshot(CTR_SAMPLE))
+    catalog.bind_views(con)
+    got = to_csv_string(catalog.run(con, name, CTR_GOLDEN[name]))
+    path = GOLDEN / f"ctr_{name.removeprefix('ctr_')}.csv"
+    if os.environ.get("SNAPPER_UPDATE_GOLDEN") == "1":
+        path.write_text(got)
+    assert path.exists(), f"no golden file {path}: run with SNAPPER_UPDATE_GOLDEN=1 and review the diff"
+    assert got == path.read_text(), f"{name} differs from {path} (SNAPPER_UPDATE_GOLDEN=1 to accept)"

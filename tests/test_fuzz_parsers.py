@@ -41,7 +41,7 @@ from snapper.collect import CollectOptions, collect
 from snapper.metadata import Rows
 from snapper.metadata.api import collect_api
 from snapper.metadata.buildkit import read_leases, read_records, read_residue, read_snapshot_keys
-from snapper.metadata.containerd import META, SNAPSHOTTER, read_meta_leases, read_snapshotter
+from snapper.metadata.containerd import META, SNAPSHOTTER, read_meta, read_meta_leases, read_snapshotter, store_roots
 from snapper.metadata.containers import read_containers
 from snapper.metadata.imagedb import read_images, read_tags
 from snapper.metadata.layerdb import HEX64, read_chains, read_mounts, read_write_sets
@@ -55,6 +55,9 @@ from snapper.schema import (
     BUILDKIT_SNAPSHOTS,
     CONTAINERD_SNAPSHOTS,
     CONTAINERS,
+    CTR_LABELS,
+    CTR_LEASE_RESOURCES,
+    CTR_OBJECTS,
     ERRORS,
     IMAGES,
     LAYERDB,
@@ -522,10 +525,14 @@ def read_all_bolt(root: Path) -> list[tuple[Table, Rows, Rows]]:
     out.append((BUILDKIT_SNAPSHOTS, rows, errors))
     rows, errors = read_leases(root, "buildkit/containerdmeta.db", "leases")
     out.append((LEASES, rows, errors))
-    rows, errors = read_meta_leases(root, False)
+    stores = store_roots(root, False)
+    rows, errors = read_meta_leases(stores)
     out.append((LEASES, rows, errors))
-    rows, errors = read_snapshotter(root, False)
+    rows, errors = read_snapshotter(stores)
     out.append((CONTAINERD_SNAPSHOTS, rows, errors))
+    for path, label in stores:
+        objects, labels, held, errors, _status = read_meta(path, label)
+        out += [(CTR_OBJECTS, objects, errors), (CTR_LABELS, labels, []), (CTR_LEASE_RESOURCES, held, [])]
     rows, errors = read_residue(root, "overlay2")
     out.append((RESIDUE, rows, errors))
     return out

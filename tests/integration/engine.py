@@ -168,6 +168,7 @@ class Engine:
         dockerd: str | None = None,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        containerd_store: bool = False,
     ) -> None:
         found = find_dockerd(dockerd)
         if found is None:
@@ -183,6 +184,10 @@ class Engine:
         self.pidfile: Path = self.base / "pid"
         self.log: Path = self.base / "dockerd.log"
         self.config_dir: Path = self.base / "cfg"
+        # The containerd image store (containerd-snapshotter): a daemon config file turns it on; the data then
+        # lives under root/containerd/daemon and no --storage-driver is given.
+        self.containerd_store: bool = containerd_store
+        self.daemon_json: Path = self.base / "daemon.json"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Engine:
@@ -195,9 +200,10 @@ class Engine:
     # -- daemon life cycle ---------------------------------------------------------------------------
 
     def command(self) -> list[str]:
+        store = ["--config-file", str(self.daemon_json)] if self.containerd_store else ["--storage-driver", "overlay2"]
         return [
             self.dockerd, "--data-root", str(self.root), "--exec-root", str(self.exec_root),
-            "-H", f"unix://{self.sock}", "--pidfile", str(self.pidfile), "--storage-driver", "overlay2",
+            "-H", f"unix://{self.sock}", "--pidfile", str(self.pidfile), *store,
             "--iptables=false", "--bridge=none", *self.extra_args,
         ]  # fmt: skip
 
@@ -208,6 +214,8 @@ class Engine:
         become_subreaper()
         for d in (self.root, self.exec_root, self.config_dir):
             d.mkdir(parents=True, exist_ok=True)
+        if self.containerd_store:
+            self.daemon_json.write_text(json.dumps({"features": {"containerd-snapshotter": True}}))
         with self.log.open("ab") as log:
             log.write(f"--- snapper: {time.strftime('%FT%T')} {' '.join(self.command())}\n".encode())
             log.flush()
