@@ -66,8 +66,8 @@ def leaks_for_terminal(table: pa.Table) -> tuple[pa.Table, list[tuple[str, str]]
     cols = {"layer_id": pa.array(ids, pa.string()), "bytes": table.column("bytes"),
             "files": table.column("files"), "created": pa.array(created, pa.string()),
             "mechanism": table.column("mechanism"), "heals": table.column("self_heals")}
-    if "store" in table.column_names:  # containerd leaks next to overlay2 ones
-        cols = {"store": table.column("store"), **cols}
+    if "store" in table.column_names and len(set(table.column("store").to_pylist())) > 1:
+        cols = {"store": table.column("store"), **cols}  # containerd leaks next to overlay2 ones
     shown = pa.table(cols)
     return shown, [(i, e or "") for i, e in zip(ids, table.column("evidence").to_pylist(), strict=True)]
 
