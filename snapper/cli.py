@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
@@ -144,7 +145,7 @@ def collect(
     out: Annotated[str | None, typer.Option(help="snapshot dir to create (must not exist); default "
                                             "snapshots/<host>/<UTC time>")] = None,
     hash: Annotated[str, typer.Option("--hash", help="content hashes: none | partial | full")] = "none",
-    jobs: Annotated[int, typer.Option(help="parallel walk processes (0 = 2 per core, at most 6)")] = 0,
+    jobs: Annotated[int, typer.Option(min=0, help="parallel walk processes (0 = 2 per core, at most 6)")] = 0,
     no_api: Annotated[bool, typer.Option("--no-api", help="do not ask the engine API")] = False,
     socket: Annotated[str | None, typer.Option(help="engine API socket (default: from the dockerd "
                                                "command line)")] = None,
@@ -166,6 +167,7 @@ def collect(
     """Snapshot overlay2/ and the containerd stores (files, meta.db, content) plus Docker's metadata into Parquet
     (read-only).
 
+    \b
     Examples:
       sudo snapper collect
       sudo snapper collect --root /srv/docker --out /var/tmp/snap1 --hash partial
@@ -230,45 +232,64 @@ def show(
 ) -> None:
     """Print a snapshot's manifest and row counts.
 
+    \b
     Examples:
       snapper show snapshots/host/20261128T000000Z
       snapper show SNAP --format json | jq .rows
     """
-    from snapper.render import render_json
-    from snapper.snapshot import open_snapshot
+    from snapper.render import render_json, render_table
+    from snapper.snapshot import manifest_rows, open_snapshot
 
-    _check_format(format, ("table", "json"))
+    _check_format(format)
     snap = _run(lambda: open_snapshot(snapshot))
     m = snap.manifest
     if format == "json":
         render_json(m)
         return
-    print(f"snapshot      {snap.path}")
-    for key in ("host", "data_root", "started_utc", "finished_utc", "tool_version", "schema_version",
-                "api_status"):
-        print(f"{key:<14}{m.get(key)}")
-    print(f"{'daemon':<14}{'running' if m['daemon']['running'] else 'stopped'}"
-          f"{' (state changed during collect)' if m['daemon']['state_changed'] else ''}")
-    print(f"{'engine':<14}{m.get('engine', {}).get('engine_version') or 'unknown'}")
-    print(f"{'options':<14}{m.get('options')}")
+    if format == "csv":
+        import pyarrow as pa
+
+        kv = manifest_rows(m)
+        render_table(pa.table({"key": [k for k, _ in kv], "value": [v for _, v in kv]}), "csv")
+        return
+    daemon = m.get("daemon") or {}
+    fields = {"snapshot": snap.path, **{k: m.get(k) for k in ("host", "data_root", "started_utc", "finished_utc",
+                                                               "tool_version")},
+              "schema_version": ".".join(str(m[k]) for k in ("schema_version", "schema_minor") if k in m),
+              "api_status": m.get("api_status"),
+              "daemon": ("running" if daemon.get("running") else "stopped")
+              + (" (state changed during collect)" if daemon.get("state_changed") else ""),
+              "driver": ((m.get("layout") or {}).get("active_driver") or "none")
+              + (" (not classified by snapper)" if snap.unclassified_driver else ""),
+              "engine": (m.get("engine") or {}).get("engine_version") or "unknown",
+              "options": json.dumps(m.get("options"), sort_keys=True)}
+    width = max(map(len, fields)) + 2
+    for key, value in fields.items():
+        print(f"{key:<{width}}{value}")
+    rows = m.get("rows", {})
     print("rows:")
-    for name, n in m.get("rows", {}).items():
-        print(f"  {name:<16}{n:>12,}")
+    name_w = max(map(len, rows), default=0) + 2
+    count_w = max((len(f"{n:,}") for n in rows.values()), default=0)
+    for name, n in rows.items():
+        print(f"  {name:<{name_w}}{n:>{count_w},}")
 
 
 
 @app.command()
 def leaks(
     snapshot: Annotated[Path, typer.Argument(help="snapshot directory")],
-    min_bytes: Annotated[int, typer.Option("--min-bytes", help="hide leaked dirs smaller than this")] = 0,
+    min_bytes: Annotated[int, typer.Option("--min-bytes", min=0, help="hide leaked dirs smaller than this")] = 0,
     grace: GraceOpt = "1h",
     format: FormatOpt = "table",
-    fail_on_leak: Annotated[int | None, typer.Option("--fail-on-leak", help="exit 3 when leaked bytes exceed "
+    fail_on_leak: Annotated[int | None, typer.Option("--fail-on-leak", min=0, help="exit 3 when leaked bytes exceed "
                                                      "this (a CI gate)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="whole evidence, wrapped (default: one line "
+                                          "each)")] = False,
 ) -> None:
     """Leaked overlay2 dirs and containerd snapshots/blobs (unreachable from every live root) with mechanism
     and evidence.
 
+    \b
     Examples:
       snapper leaks SNAP
       snapper leaks SNAP --min-bytes 100000000 --format json | jq '.[].layer_id'
@@ -280,23 +301,26 @@ def leaks(
     _check_format(format)
     grace_s = _run(lambda: verdict.parse_duration(grace))
     rep = _run(lambda: verdict.report(snapshot, min_bytes, grace_s))
-    cols = ["layer_id", "bytes", "files", "created", "mechanism", "self_heals", "evidence"]
+    cols = list(verdict.LEAK_COLUMNS)
     if set(rep.leaks.column("store").to_pylist()) - {"overlay2"}:
         cols.insert(0, "store")  # containerd snapshot ids and digests: say which store they belong to
     table = rep.leaks.select(cols)
     if format != "table":
         render_table(table, format)
     else:
-        import pyarrow as pa
+        from snapper.render import render_notes
 
-        short = [i[:12] + ("-init" if i.endswith("-init") else "") if len(i) > 25 else i
-                 for i in table.column("layer_id").to_pylist()]
-        at = table.column_names.index("layer_id")
-        shown = table.set_column(at, pa.field("layer_id", pa.string()), pa.array(short, pa.string()))
+        shown, evidence = verdict.leaks_for_terminal(table)
         render_table(shown, "table", title=f"leaked dirs and blobs ({table.num_rows}; ids shortened like "
-                     "docker: `snapper explain SNAP ID` takes a unique prefix)", byte_columns=("bytes",))
+                     "docker: `snapper explain SNAP ID` takes a unique prefix)", byte_columns=("bytes",),
+                     no_wrap=("mechanism", "heals", "created"))
+        if evidence:
+            render_notes(evidence, title="evidence" + ("" if verbose else " (one line each; --verbose for all "
+                                                      "of it)"), full=verbose)
         if rep.metadata.num_rows:
-            render_table(rep.metadata, "table", title="leaked metadata (holds no dir of its own)")
+            meta, details = verdict.metadata_for_terminal(rep.metadata)
+            render_table(meta, "table", title="leaked metadata (holds no dir of its own)")
+            render_notes(details, title="details", full=verbose)
         render_table(rep.reconciliation, "table", title="reconciliation", byte_columns=("bytes",))
     total = sum(b or 0 for b in rep.leaks.column("bytes").to_pylist())
     if fail_on_leak is not None and total > fail_on_leak:
@@ -307,14 +331,16 @@ def leaks(
 @app.command()
 def explain(
     snapshot: Annotated[Path, typer.Argument(help="snapshot directory")],
-    dir: Annotated[str, typer.Argument(help="overlay2 dir name")],
+    dir: Annotated[str, typer.Argument(help="overlay2 dir name, or a unique prefix of it")],
     grace: GraceOpt = "1h",
     format: FormatOpt = "table",
 ) -> None:
     """Why DIR is live (the references from a root) or not (mechanism, evidence, timestamps).
 
+    \b
     Examples:
-      snapper explain SNAP 633b1958...     (a full overlay2 dir name)
+      snapper explain SNAP 633b1958       (a unique prefix, as `snapper leaks` shows it)
+      snapper explain SNAP 633b1958d2c4 --format json
     """
     from snapper import verdict
     from snapper.render import render_table
@@ -322,9 +348,10 @@ def explain(
     _check_format(format)
     grace_s = _run(lambda: verdict.parse_duration(grace))
     table = _run(lambda: verdict.explain(snapshot, dir.strip().rstrip("/").rsplit("/", 1)[-1], grace_s))
-    if format == "table":
-        for r in table.to_pylist():
-            print(f"{r['section']:<20}{r['detail']}")
+    if format == "table":  # one line a section, long details wrapped under their own column
+        from snapper.render import render_notes
+
+        render_notes([(r["section"], r["detail"] or "") for r in table.to_pylist()], full=True)
     else:
         render_table(table, format)
 
@@ -344,9 +371,12 @@ def diff(
     grace: GraceOpt = "1h",
     format: FormatOpt = "table",
     exit_code: Annotated[bool, typer.Option("--exit-code", help="exit 3 when newly leaked bytes > 0")] = False,
+    force: Annotated[bool, typer.Option("--force", help="compare snapshots of different hosts or data "
+                                        "roots")] = False,
 ) -> None:
     """What changed between two snapshots: dirs appeared, vanished, changed; newly leaked; leaks gone.
 
+    \b
     Examples:
       snapper diff snapshots/h/20261127T230000Z snapshots/h/20261128T000000Z
       snapper diff OLD NEW --format json | jq '.newly_leaked[].layer_id'
@@ -358,11 +388,15 @@ def diff(
 
     _check_format(format)
     grace_s = _run(lambda: verdict.parse_duration(grace))
+    o, n, swapped = _run(lambda: series.pair(old, new, force))
+    if swapped:
+        print(f"note: {old} was collected after {new}: showing the changes from {o.path} to {n.path}",
+              file=sys.stderr)
     if layer:
-        render_table(_run(lambda: series.diff_files(old, new, layer)), format,
-                     title=f"files of {layer} ({old.name} -> {new.name})", byte_columns=("size_delta",))
+        render_table(_run(lambda: series.diff_files(o, n, layer, force)), format,
+                     title=f"files of {layer} ({o.path.name} -> {n.path.name})", byte_columns=("size_delta",))
         return
-    d = _run(lambda: series.diff(old, new, grace_s))
+    d = _run(lambda: series.diff(o, n, grace_s, force))
     cols = ["layer_id", "bytes", "bytes_delta", "files_added", "files_removed", "files_modified", "old_verdict",
             "new_verdict", "new_mechanism"]
     sections = {"appeared": d.appeared, "vanished": d.vanished, "changed": d.changed,
@@ -392,24 +426,36 @@ def diff(
         raise typer.Exit(3)
 
 
+HISTORY_SECTIONS = ("dirs", "never_reachable", "timeline", "rate", "attribution", "duplicates", "prefixes",
+                    "neighbours", "containerd")
+
+
 @app.command()
 def history(
     snapshots: Annotated[list[Path], typer.Argument(help="snapshot dirs, or a series dir holding them")],
     grace: GraceOpt = "1h",
     window: Annotated[str, typer.Option("--window", help="neighbours created within this of a leaked dir")] = "5m",
     format: FormatOpt = "table",
+    section: Annotated[str, typer.Option("--section", help="the one table --format csv prints: "
+                                         + " | ".join(HISTORY_SECTIONS))] = "dirs",
 ) -> None:
     """A series over time: dirs that appeared and never became reachable, leak rate, fill forecast,
     attribution of leaked content, duplicates and top leaked paths.
 
+    --format json holds every section; --format csv one table (a CSV has one header): --section.
+
+    \b
     Examples:
       snapper history snapshots/myhost
       snapper history snapshots/myhost --grace 2h --format json | jq '.never_reachable'
+      snapper history snapshots/myhost --format csv --section timeline > timeline.csv
     """
     from snapper import series, verdict
     from snapper.render import render_json, render_table, rows_of
 
     _check_format(format)
+    if section not in HISTORY_SECTIONS:
+        _fail(UsageError(f"--section {section}", "unknown section", f"use one of {', '.join(HISTORY_SECTIONS)}"))
     grace_s = _run(lambda: verdict.parse_duration(grace))
     window_s = _run(lambda: verdict.parse_duration(window))
     h = _run(lambda: series.history([str(p) for p in snapshots], grace_s, window_s))
@@ -421,15 +467,23 @@ def history(
         a = attribution.get(r["layer_id"])
         r["attribution"] = a["source"] if a else None
         r["path_overlap_pct"] = a["path_overlap_pct"] if a else None
+    doc = {"snapshots": rows_of(h.timeline), "rate": h.rate, "never_reachable": never,
+           "dirs": rows_of(h.dirs.drop_columns(["first_seen_ns", "last_seen_ns"])),
+           "attribution": rows_of(h.attribution), "duplicates": rows_of(h.duplicates),
+           "prefixes": rows_of(h.prefixes), "neighbours": rows_of(h.neighbours), "containerd": rows_of(h.containerd)}
     if format == "json":
-        render_json({"snapshots": rows_of(h.timeline), "rate": h.rate, "never_reachable": never,
-                     "dirs": rows_of(h.dirs.drop_columns(["first_seen_ns", "last_seen_ns"])),
-                     "attribution": rows_of(h.attribution), "duplicates": rows_of(h.duplicates),
-                     "prefixes": rows_of(h.prefixes), "neighbours": rows_of(h.neighbours),
-                     "containerd": rows_of(h.containerd)})
+        render_json(doc)
         return
     if format == "csv":
-        render_table(h.dirs, "csv")
+        import pyarrow as pa
+
+        tables = {"dirs": h.dirs, "timeline": h.timeline, "attribution": h.attribution, "duplicates": h.duplicates,
+                  "prefixes": h.prefixes, "neighbours": h.neighbours, "containerd": h.containerd}
+        chosen = tables.get(section)
+        if chosen is None:  # never_reachable and rate are built here, not tables of their own
+            rows = never if section == "never_reachable" else [h.rate]
+            chosen = pa.Table.from_pylist(rows) if rows else pa.table({c: pa.array([], pa.string()) for c in nr_cols})
+        render_table(chosen, "csv")
         return
     render_table(h.timeline.drop_columns(["started_ns"]), "table", title=f"{len(h.snapshots)} snapshots",
                  byte_columns=("fs_used_bytes", "fs_total_bytes", "overlay2_bytes", "live_bytes", "leaked_bytes",
@@ -444,8 +498,7 @@ def history(
 
         print(f"leak rate {human_bytes(rate['leaked_bytes_per_hour'])}/h, "
               f"{human_bytes(rate['leaked_bytes_per_day'])}/day over {rate['span_hours']} h; "
-              + (f"filesystem full in {rate['hours_until_full']} h (at {rate['full_at']})"
-                 if rate.get("hours_until_full") is not None else "filesystem use not growing"))
+              + series.fill_forecast(rate)[1])
     else:
         print("leak rate: needs two snapshots at different times")
     _table_or_none(h.attribution.select(["layer_id", "bytes", "mechanism", "source", "path_overlap_pct",
@@ -470,6 +523,7 @@ def report(
     bytes by mechanism, leak rate and fill forecast, never-reachable dirs, top leaks with evidence and
     attribution, leaked metadata, duplicates, top path prefixes and `explain` of the biggest leak.
 
+    \b
     Examples:
       snapper report snapshots/myhost -o report.html
       snapper report SNAP -o /tmp/leaks.html --grace 0
@@ -483,9 +537,15 @@ def report(
 
 
 def _bind_args(snapshots: list[Path]) -> Any:
+    """Snapshots for the commands that read raw tables (query, views, sql): an unclassified driver is named."""
     from snapper.snapshot import find_snapshots
 
-    return _run(lambda: find_snapshots([str(p) for p in snapshots]))
+    snaps = _run(lambda: find_snapshots([str(p) for p in snapshots]))
+    for s in snaps:
+        message = s.driver_message()
+        if message:
+            print(f"warning: {s.path}: {message}", file=sys.stderr)
+    return snaps
 
 
 @app.command()
@@ -499,6 +559,7 @@ def query(
 ) -> None:
     """Run one query of queries/ on snapshots, or list them.
 
+    \b
     Examples:
       snapper query --list
       snapper query leaks SNAP --param min_bytes=1000000 --format csv
@@ -557,6 +618,7 @@ def views(
 ) -> None:
     """Print the CREATE VIEW statements that bind snapshots (a `snap` column per row) in any DuckDB.
 
+    \b
     Examples:
       snapper views SNAP > bind.sql && duckdb -init bind.sql
       snapper views snapshots/myhost | duckdb -c ".read /dev/stdin" ...
@@ -577,29 +639,27 @@ def views(
 @app.command()
 def sql(
     snapshots: Annotated[list[Path], typer.Argument(help="snapshot dirs or a series dir")],
+    builtin: Annotated[bool, typer.Option("--builtin", help="use the built-in shell even when the duckdb "
+                                          "CLI is installed")] = False,
 ) -> None:
-    """Open the duckdb shell (PyPI duckdb-cli) with the snapshots bound as views.
+    """An SQL shell with the snapshots bound as views, and every query of the catalogue as a view of its
+    name. The duckdb CLI (PyPI duckdb-cli) when it is on PATH, else a small built-in shell.
 
+    \b
     Examples:
       snapper sql snapshots/myhost
-      D SELECT mechanism, sum(bytes) FROM leaks GROUP BY ALL;   -- after SET VARIABLE min_bytes = 0
+      D SELECT mechanism, sum(bytes) FROM leaks GROUP BY ALL;
+      D SET VARIABLE grace_seconds = 0;      -- parameters are variables
+      echo "SELECT count(*) FROM files;" | snapper sql SNAP
     """
-    import shutil
-    import tempfile
+    from snapper import catalog, shell
 
-    from snapper import catalog
-    from snapper.snapshot import view_statements
-
-    exe = shutil.which("duckdb")
-    if exe is None:
-        _fail(UsageError("duckdb", "the duckdb shell is not installed", "pip install duckdb-cli"))
-    assert exe is not None
     snaps = _bind_args(snapshots)
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="snapper-views-", delete=False) as init:
-        init.write("SET VARIABLE grace_seconds = 3600;\nSET VARIABLE min_bytes = 0;\n")
-        init.write("\n".join([*view_statements(snaps), *catalog.derived_view_statements()]) + "\n")
-    print(f"snapper: {len(snaps)} snapshot(s) bound; queries are in {catalog.queries_dir()}", file=sys.stderr)
-    os.execv(exe, [exe, "-init", init.name])
+    how = "built-in shell" if builtin or shell.duckdb_cli() is None else "duckdb CLI"
+    print(f"snapper: {len(snaps)} snapshot(s) bound ({how}); queries are views, their SQL is in "
+          f"{catalog.queries_dir()}", file=sys.stderr)
+    code = _run(lambda: shell.run(snaps, builtin))
+    raise typer.Exit(code)
 
 
 @app.command("metrics")
@@ -610,6 +670,7 @@ def metrics_cmd(
 ) -> None:
     """Write Prometheus textfile-collector metrics (overlay2, live, leaked, in-flight, by mechanism).
 
+    \b
     Examples:
       snapper metrics SNAP -o /var/lib/node_exporter/textfile/snapper.prom
       (or in one go: snapper collect --metrics /var/lib/node_exporter/textfile/snapper.prom)
@@ -632,18 +693,17 @@ def demo(
     """
     from snapper import demo as demo_mod
     from snapper import verdict
-    from snapper.render import render_table
 
     _check_format(format)
     path = demo_mod.sample_path()
-    if format != "table":
-        render_table(_run(lambda: verdict.leaks(str(path), 0, 0)), format)
+    if format != "table":  # the same rows and columns as `snapper leaks SAMPLE --grace 0`
+        leaks(path, 0, "0", format, None, False)
         return
     print(f"demo: replaying the sample snapshot {path}")
     print("      (collected by snapper from a real dockerd 20.10 with real, deliberately provoked leaks)\n")
     show(path, "table")
     print()
-    leaks(path, 0, "0", "table", None)
+    leaks(path, 0, "0", "table", None, False)
     biggest = _run(lambda: verdict.leaks(str(path), 0, 0))
     if biggest.num_rows:
         first = biggest.column("layer_id")[0].as_py()
@@ -814,5 +874,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("COLUMNS", "200")
     main()

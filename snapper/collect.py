@@ -33,6 +33,8 @@ from snapper.docker_root import (
     detect_layout,
     find_daemons,
     find_data_root,
+    permission_denied,
+    require_socket,
 )
 from snapper.errors import UsageError
 from snapper.fileswriter import _SnapshotWriter
@@ -201,11 +203,13 @@ def collect(opts: CollectOptions, progress: Progress | None = None) -> CollectRe
     progress = progress or _NoProgress()
     if opts.hash_mode not in HASH_MODES:
         raise UsageError(f"--hash {opts.hash_mode}", "unknown hash mode", "use none, partial or full")
+    if opts.api and opts.socket:
+        require_socket(opts.socket)
     t0 = time.time()
     daemon_json = Path(opts.daemon_json)
     root, root_source = find_data_root(opts.root, daemon_json)
-    layout = detect_layout(root, root_source, daemon_json)
     daemons = find_daemons(root, daemon_json)
+    layout = detect_layout(root, root_source, daemon_json, daemons)
     host = socket.gethostname()
     out = Path(opts.out) if opts.out else _default_out(Path(opts.series_dir), host, t0)
     jobs = opts.jobs if opts.jobs > 0 else default_jobs()
@@ -222,6 +226,9 @@ def collect(opts: CollectOptions, progress: Progress | None = None) -> CollectRe
                                      base, base_reason)
             manifest["priority"] = priority
             path = writer.finish(manifest)
+        except PermissionError as e:  # a reader that does not turn EACCES into an errors row: needs root
+            writer.abort()
+            raise permission_denied(str(e.filename or root)) from e
         except BaseException:
             writer.abort()
             raise

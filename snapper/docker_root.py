@@ -13,12 +13,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from snapper.errors import DataRootError
+from snapper.errors import DataRootError, UsageError
 
 DEFAULT_ROOT = Path("/var/lib/docker")
 DAEMON_JSON = Path("/etc/docker/daemon.json")
 GRAPH_DRIVERS = ("overlay2", "overlay", "aufs", "devicemapper", "btrfs", "zfs", "vfs", "fuse-overlayfs")
 CONTAINERD_SNAPSHOTTER_DIR = "io.containerd.snapshotter.v1.overlayfs"
+# What a data root holds when a daemon ever ran on it: the layer/image store of a graph driver (image/),
+# a driver tree, or the containerd store (containerd/, rootfs/ of the containerd image store, or the snapshotter
+# dir of a plain containerd root).
+STORE_DIRS = ("image", *GRAPH_DRIVERS, "containerd", "rootfs", CONTAINERD_SNAPSHOTTER_DIR)
+NEEDS_ROOT = "reading a Docker data root needs root (or CAP_DAC_READ_SEARCH): rerun with sudo"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,26 @@ class Layout:
     containerd_store: bool  # containerd image store in use (or its tree present with no graph driver)
     containerd_roots: tuple[str, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    driver_evidence: str = ""  # why active_driver is the one in use
+
+    @property
+    def unclassified(self) -> str | None:
+        """The active graph driver when snapper does not classify it (only overlay2 is), else None."""
+        return unclassified_driver(self.active_driver, self.driver_trees, self.containerd_store)
+
+
+CLASSIFIED_DRIVERS = ("overlay2",)
+
+
+def unclassified_driver(active: object, trees: object, containerd_store: object) -> str | None:
+    """The storage driver in use that snapper cannot classify: the active one if it is not overlay2; for a
+    snapshot written before the active driver was decided from evidence (active null), the one other driver
+    tree present when there was no overlay2 and no containerd store."""
+    if isinstance(active, str):
+        return None if active in CLASSIFIED_DRIVERS else active
+    present = list(trees) if isinstance(trees, list | tuple) else []
+    others = [t for t in present if t not in CLASSIFIED_DRIVERS]
+    return others[0] if len(others) == 1 and not containerd_store and "overlay2" not in present else None
 
 
 def read_daemon_json(path: Path = DAEMON_JSON) -> dict[str, object]:
@@ -75,10 +100,50 @@ def find_data_root(root: str | None, daemon_json: Path = DAEMON_JSON) -> tuple[P
         raise DataRootError(str(chosen), f"data root does not exist ({source})",
                             "pass --root with the dockerd --data-root") from e
     except PermissionError as e:
-        raise DataRootError(str(chosen), "permission denied", "run as root or pass a readable --root") from e
+        raise permission_denied(str(chosen)) from e
     if not stat.S_ISDIR(st.st_mode):
         raise DataRootError(str(chosen), "not a directory", "pass --root with the dockerd --data-root")
     return Path(os.path.realpath(chosen)), source
+
+
+def permission_denied(path: str) -> DataRootError:
+    """The one message for a data root this user may not read (a non-root user, a root dir of mode 0710)."""
+    return DataRootError(path, "permission denied", NEEDS_ROOT)
+
+
+def require_store(root: Path, source: str) -> None:
+    """A data root must hold a store: a typo in ``--root`` (or an empty dir) must not become an empty
+    snapshot that says nothing leaked. Listing the root is also the first read a non-root user fails."""
+    try:
+        with os.scandir(root) as it:
+            present = {e.name for e in it if e.is_dir(follow_symlinks=False)}
+    except PermissionError as e:
+        raise permission_denied(str(root)) from e
+    except OSError as e:
+        raise DataRootError(str(root), f"cannot list the data root: {e.strerror}",
+                            "pass --root with the dockerd --data-root") from e
+    if not present.intersection(STORE_DIRS):
+        looked = ", ".join(f"{d}/" for d in STORE_DIRS)
+        raise DataRootError(str(root), f"no Docker store here ({source}; looked for {looked})",
+                            "pass --root with the dockerd --data-root: docker info -f '{{.DockerRootDir}}'")
+    _require_readable(root, [*present.intersection((*STORE_DIRS, "containers", "buildkit")),
+                             *(f"image/{d}" for d in GRAPH_DRIVERS),
+                             *(f"image/{d}/{sub}" for d in GRAPH_DRIVERS for sub in ("layerdb", "imagedb")),
+                             f"containerd/daemon/{CONTAINERD_SNAPSHOTTER_DIR}"])
+
+
+def _require_readable(root: Path, rels: list[str]) -> None:
+    """The store dirs every reader lists: unreadable (EACCES) means the user lacks the rights, not a corrupt
+    entry, so the collect stops instead of writing a snapshot whose metadata is silently empty."""
+    for rel in sorted(rels):
+        p = root / rel
+        try:
+            with os.scandir(p):
+                pass
+        except PermissionError as e:
+            raise permission_denied(str(p)) from e
+        except OSError:
+            continue  # absent or not a dir: the readers record what is odd
 
 
 def _nonempty_dir(p: Path) -> bool:
@@ -89,7 +154,57 @@ def _nonempty_dir(p: Path) -> bool:
         return False
 
 
-def detect_layout(root: Path, source: str, daemon_json: Path = DAEMON_JSON) -> Layout:
+def _config_applies(root: Path, source: str, daemon_json: Path) -> bool:
+    """daemon.json speaks for this root when the root came from it (or is its data-root, or the default)."""
+    if source != "--root":
+        return True
+    cfg = read_daemon_json(daemon_json)
+    configured = cfg.get("data-root") or cfg.get("graph")
+    target = configured if isinstance(configured, str) and configured else str(DEFAULT_ROOT)
+    return os.path.realpath(target) == str(root)
+
+
+def _image_stores(root: Path) -> list[str]:
+    """Drivers whose image/<driver>/ holds a layer store and an image store, the newest repositories.json first
+    (the daemon keeps its references there: the store it wrote last is the one in use)."""
+    found = []
+    for d in GRAPH_DRIVERS:
+        base = root / "image" / d
+        if (base / "layerdb").is_dir() and (base / "imagedb").is_dir():
+            try:
+                mtime = os.stat(base / "repositories.json").st_mtime_ns
+            except OSError:
+                mtime = 0
+            found.append((-mtime, d))
+    return [d for _, d in sorted(found)]
+
+
+def decide_driver(root: Path, source: str, daemon_json: Path, daemons: list[DaemonProcess],
+                  overlay2_used: bool) -> tuple[str | None, str]:
+    """The storage driver in use and the evidence, strongest first: a running dockerd's --storage-driver, the
+    storage-driver of daemon.json (when it speaks for this root), the image/<driver>/ holding layerdb and
+    imagedb, a non-empty overlay2/. Never a guess from which tree is biggest."""
+    for d in daemons:
+        if d.storage_driver:
+            return d.storage_driver, f"--storage-driver of the running dockerd (pid {d.pid})"
+    if _config_applies(root, source, daemon_json):
+        configured = read_daemon_json(daemon_json).get("storage-driver")
+        if isinstance(configured, str) and configured:
+            return configured, f"storage-driver in {daemon_json}"
+    stores = _image_stores(root)
+    if len(stores) == 1:
+        return stores[0], f"image/{stores[0]}/ holds layerdb and imagedb"
+    if stores:
+        others = ", ".join(f"image/{d}/" for d in stores[1:])
+        return stores[0], f"image/{stores[0]}/ holds the newest repositories.json (also: {others})"
+    if overlay2_used:
+        return "overlay2", "overlay2/ holds data"
+    return None, ""
+
+
+def detect_layout(root: Path, source: str, daemon_json: Path = DAEMON_JSON,
+                  daemons: list[DaemonProcess] | None = None) -> Layout:
+    require_store(root, source)
     notes: list[str] = []
     trees = tuple(d for d in GRAPH_DRIVERS if _nonempty_dir(root / d))
     cfg = read_daemon_json(daemon_json) if source != "--root" else {}
@@ -103,15 +218,28 @@ def detect_layout(root: Path, source: str, daemon_json: Path = DAEMON_JSON) -> L
     overlay2_used = overlay2.is_dir() and _nonempty_dir(overlay2)
     # With data in overlay2/ the daemon keeps the graph driver ("graphdriver-prior") unless told otherwise.
     containerd_store = c8d_flag or (not overlay2_used and (root / "rootfs").is_dir())
-    active = "overlay2" if overlay2_used and not c8d_flag else None
+    decided, evidence = decide_driver(root, source, daemon_json,
+                                      find_daemons(root, daemon_json) if daemons is None else daemons,
+                                      overlay2_used)
+    if c8d_flag or (decided == "overlay2" and not overlay2_used):
+        decided, evidence = None, ""
+    active = decided
     if active is None and not containerd_store and (root / CONTAINERD_SNAPSHOTTER_DIR).is_dir():
         notes.append("a containerd root (no dockerd data root): its snapshots and content are classified")
     elif active is None and not containerd_store:
         notes.append("no overlay2 tree under the data root: nothing to walk")
+    elif active is not None and active not in CLASSIFIED_DRIVERS:
+        notes.append(unclassified_message(active, evidence))
     for other in trees:
-        if other != "overlay2":
+        if other != active and not (active is None and other == "overlay2"):
             notes.append(f"{other}/ holds data of another storage driver (dormant store)")
-    return Layout(str(root), source, active, trees, containerd_store, tuple(c8d_roots), tuple(notes))
+    return Layout(str(root), source, active, trees, containerd_store, tuple(c8d_roots), tuple(notes), evidence)
+
+
+def unclassified_message(driver: str, evidence: str = "") -> str:
+    how = f" ({evidence})" if evidence else ""
+    return (f"the active storage driver is {driver}{how}: snapper classifies overlay2 only, so its layers are "
+            "neither walked nor called leaked or dormant")
 
 
 def process_start_ns(pid: int) -> int | None:
@@ -188,3 +316,15 @@ def api_socket_candidates(daemons: list[DaemonProcess]) -> list[str]:
     if daemons and "/var/run/docker.sock" not in out:
         out.append("/var/run/docker.sock")
     return out
+
+
+def require_socket(path: str) -> None:
+    """An API socket given by hand must be one: a typo would otherwise only show as "api no answer"."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise UsageError(f"--socket {path}", f"no such socket ({e.strerror})",
+                         "pass the unix socket dockerd listens on (its -H unix://PATH), or --no-api") from e
+    if not stat.S_ISSOCK(st.st_mode):
+        raise UsageError(f"--socket {path}", "not a unix socket",
+                         "pass the unix socket dockerd listens on (its -H unix://PATH), or --no-api")

@@ -50,3 +50,7 @@ class ReclaimError(SnapperError):
 
 class QuarantineError(SnapperError):
     """The reclaim quarantine or its journal is unusable, or a move cannot be done or undone."""
+
+
+class UnclassifiedDriverError(SnapperError):
+    """The snapshot's active storage driver is one snapper does not classify: no verdicts are given."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from snapper import verdict
 from snapper.errors import OutputError
 from snapper.mechanisms import NAMES
-from snapper.snapshot import Snapshot, open_snapshot
+from snapper.snapshot import Snapshot, open_snapshot, output_mode
 
 _HELP = {
     "snapper_overlay2_bytes": ("gauge", "Allocated bytes under overlay2, each inode once."),
@@ -89,7 +89,10 @@ def write(snapshot: str | Path | Snapshot, path: str | Path, grace_s: int = verd
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.write(fd, text.encode())
-        os.fchmod(fd, 0o644)
+        mode, gid = output_mode(target)
+        os.fchmod(fd, mode)
+        if gid >= 0:
+            os.fchown(fd, -1, gid)
         os.fsync(fd)
         os.close(fd)
         fd = -1

@@ -14,6 +14,7 @@ import contextlib
 import html
 import math
 import os
+import re
 import tempfile
 import zlib
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ import pyarrow as pa
 from snapper import __version__, catalog, series, verdict
 from snapper.errors import OutputError
 from snapper.render import human_bytes, rows_of
-from snapper.snapshot import Snapshot
+from snapper.snapshot import Snapshot, output_mode
 
 VERDICT_COLOURS = {"live": "#4e79a7", "in-flight": "#e8a33d", "unknown": "#a5a5a5", "leaked": "#d1495b"}
 MECHANISM_COLOURS = {  # one colour per mechanism in every chart, table chip and the notebook
@@ -134,8 +135,9 @@ def _chip(mechanism: str | None) -> str:
 
 
 def _stamp(text: str | None) -> str:
-    """A snapshot timestamp on two lines: date, time."""
-    return _e(text).replace(" ", "<br>", 1)
+    """A timestamp on two lines: date, time ("2026-11-28 00:27:46" or ISO "2026-11-28T00:27:46.226573Z")."""
+    t = _e(text)
+    return t.replace(" ", "<br>", 1) if " " in t else re.sub(r"^(\d{4}-\d\d-\d\d)T", r"\1<br>", t)
 
 
 def _id(layer_id: str | None) -> str:
@@ -144,8 +146,8 @@ def _id(layer_id: str | None) -> str:
 
 def _table(head: list[str], rows: list[str], cls: str = "") -> str:
     ths = "".join(f'<th class="num">{_e(h[1:])}</th>' if h.startswith(">") else f"<th>{_e(h)}</th>" for h in head)
-    return (f'<table class="{cls}">' + (f"<thead><tr>{ths}</tr></thead>" if head else "") + "<tbody>"
-            + "".join(f"<tr>{r}</tr>" for r in rows) + "</tbody></table>")
+    return (f'<div class="scroll"><table class="{cls}">' + (f"<thead><tr>{ths}</tr></thead>" if head else "")
+            + "<tbody>" + "".join(f"<tr>{r}</tr>" for r in rows) + "</tbody></table></div>")
 
 
 # --- SVG charts --------------------------------------------------------------------------------------------
@@ -315,7 +317,7 @@ section{background:var(--card);border:1px solid var(--line);border-radius:8px;pa
 .card b{display:block;font-size:21px;font-variant-numeric:tabular-nums}.card span{color:var(--muted);font-size:12px}
 .card.bad b{color:#b3263a}
 .note{color:var(--muted);margin:8px 0 0}.warn{background:#fff4e0;border-color:#f0c987}
-table{border-collapse:collapse;width:100%;font-size:13px}
+table{border-collapse:collapse;width:100%;font-size:13px}.scroll{overflow-x:auto;max-width:100%}
 th{text-align:left;background:#eef1f5;color:#3b4754;font-weight:600;padding:6px 8px;border-bottom:1px solid var(--line)}
 td{padding:5px 8px;border-bottom:1px solid #edf0f3;vertical-align:top}
 tbody tr:nth-child(even){background:#fafbfc}
@@ -323,8 +325,8 @@ tbody tr:nth-child(even){background:#fafbfc}
 th.num{text-align:right}.nowrap{white-space:nowrap;overflow-wrap:normal}
 table.explain th{background:none;width:9em;border-bottom:1px solid #edf0f3;vertical-align:top}
 code,.mono{font:12px/1.4 ui-monospace,"SFMono-Regular",Menlo,Consolas,"DejaVu Sans Mono",monospace}
-code.id{word-break:break-all;display:inline-block;min-width:9em;max-width:17em}
-.evidence{min-width:18em;color:#334155;overflow-wrap:anywhere}
+code.id{word-break:break-all;display:inline-block;min-width:6em;max-width:17em}
+.evidence{min-width:12em;color:#334155;overflow-wrap:anywhere}
 td{overflow-wrap:anywhere}
 .chip{display:inline-block;white-space:nowrap;border-radius:10px;padding:1px 8px;font-size:12px;color:#fff;
 background:var(--c)}
@@ -377,7 +379,7 @@ def _cards(inv: Investigation) -> str:
     leaked = rec.get("leaked", {})
     rate = inv.history.rate
     per_day = rate.get("leaked_bytes_per_day")
-    hours = rate.get("hours_until_full")
+    hours, why = series.fill_forecast(rate)
     not_df = (rec.get("not in docker system df") or {}).get("bytes")
     cards = [(human_bytes(leaked.get("bytes") or 0), f"leaked now in {leaked.get('dirs') or 0} dirs", True),
              (human_bytes((rec.get("overlay2 on disk") or {}).get("bytes")), "overlay2 on disk", False),
@@ -385,7 +387,7 @@ def _cards(inv: Investigation) -> str:
               if not_df is not None else "docker system df: not collected", False),
              (f"{human_bytes(per_day)}/day" if per_day is not None else "n/a", "leak rate (least squares)", False),
              (human_duration(hours * 3600) if hours is not None else "n/a",
-              "until the filesystem is full" if hours is not None else "fill forecast", hours is not None)]
+              "until the filesystem is full" if hours is not None else why, hours is not None)]
     return '<div class="cards">' + "".join(
         f'<div class="card{" bad" if bad else ""}"><b>{_e(v)}</b><span>{_e(k)}</span></div>'
         for v, k, bad in cards) + "</div>"
@@ -426,13 +428,13 @@ def _rate(inv: Investigation) -> str:
         return _section("Leak rate and fill forecast",
                         '<p class="note">Needs two snapshots at different times.</p>')
     span_h = rate.get("span_hours") or 0
-    hours = rate.get("hours_until_full")
+    hours, why = series.fill_forecast(rate)
     text = (f"<p>Leaked bytes grow by <b>{_e(human_bytes(rate['leaked_bytes_per_hour']))}/h</b> "
             f"(<b>{_e(human_bytes(rate['leaked_bytes_per_day']))}/day</b>), least squares over {len(tl)} snapshots "
             f"spanning {_e(human_duration(span_h * 3600))}. The filesystem grows by "
             f"{_e(human_bytes(rate.get('fs_used_bytes_per_hour')))}/h: "
             + (f"<b>full in {_e(human_duration(hours * 3600))}</b> (at {_e(rate.get('full_at'))})"
-               if hours is not None else "not growing, no fill date") + ".</p>")
+               if hours is not None else _e(why)) + ".</p>")
     if span_h < 24:
         text += ('<p class="note">The series spans less than a day: the rate and the forecast extrapolate a short '
                  "window and are rough.</p>")
@@ -453,7 +455,8 @@ def _rate(inv: Investigation) -> str:
         lines.append(("projection", "#b3263a", [t[-1], t[-1] + hours * 3.6e12], [used[-1], total], True))
     right = line_chart(lines, "filesystem use and forecast", hline=(f"size {human_bytes(total)}", total))
     return _section("Leak rate and fill forecast", text + '<div class="pair"><div><b>Leaked bytes</b> and the '
-                    f'least-squares fit{left}</div><div><b>Filesystem used</b> and the projection to full{right}'
+                    f'least-squares fit{left}</div><div><b>Filesystem used</b>'
+                    f'{" and the projection to full" if hours is not None else ""}{right}'
                     "</div></div>")
 
 
@@ -567,7 +570,8 @@ def render_html(inv: Investigation) -> str:
 
 def write_report(paths: str | Path | Sequence[str | Path], out: str | Path,
                  grace_s: int = verdict.DEFAULT_GRACE_S) -> Path:
-    """Write the HTML report of snapshot dirs or series dirs to ``out`` atomically (0644); returns the path."""
+    """Write the HTML report of snapshot dirs or series dirs to ``out`` atomically (0600, or the mode of the
+    file it replaces: ``snapshot.output_mode``); returns the path."""
     target = Path(out)
     if target.is_dir():
         raise OutputError(str(target), "is a directory", "give a file name, e.g. -o report.html")
@@ -584,7 +588,10 @@ def write_report(paths: str | Path | Sequence[str | Path], out: str | Path,
             f.write(page)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        mode, gid = output_mode(target)
+        os.chmod(tmp, mode)
+        if gid >= 0:
+            os.chown(tmp, -1, gid)
         os.replace(tmp, target)
     except OSError as e:
         with contextlib.suppress(OSError):

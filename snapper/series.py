@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 
 def bind(snaps: Sequence[Snapshot]) -> duckdb.DuckDBPyConnection:
+    for s in snaps:
+        s.require_classified()
     con = connect(snaps)
     catalog.bind_views(con)
     return con
@@ -84,18 +86,80 @@ class Diff:
         }
 
 
-def diff(old: str | Path, new: str | Path, grace_s: int = DEFAULT_GRACE_S) -> Diff:
-    o, n = open_snapshot(old), open_snapshot(new)
+def _started_ns(s: Snapshot) -> int | None:
+    v = s.manifest.get("started_ns")
+    return v if isinstance(v, int) else None
+
+
+def _open(x: str | Path | Snapshot) -> Snapshot:
+    return x if isinstance(x, Snapshot) else open_snapshot(x)
+
+
+def check_comparable(o: Snapshot, n: Snapshot, force: bool = False) -> None:
+    """Snapshots of different hosts or data roots share no dirs: every dir would show as appeared or vanished.
+    A usage error unless ``force``."""
+    if force:
+        return
+    for key in ("host", "data_root"):
+        a, b = o.manifest.get(key), n.manifest.get(key)
+        if a != b:
+            raise UsageError(f"diff {o.path} {n.path}",
+                             f"the snapshots come from different {key.replace('_', ' ')}s ({a} and {b}): "
+                             "every dir would show as appeared or vanished",
+                             "compare snapshots of one data root, or add --force")
+
+
+def pair(old: str | Path | Snapshot, new: str | Path | Snapshot,
+         force: bool = False) -> tuple[Snapshot, Snapshot, bool]:
+    """What ``snapper diff`` compares: two different, comparable snapshots in time order, and whether they were
+    given the other way round. The same snapshot twice (or a copy of it) is a usage error: its empty diff
+    would read as "nothing changed"."""
+    o, n = _open(old), _open(new)
+    ident = ("host", "data_root", "started_ns")  # a copy of one snapshot is the same snapshot
+    if o.path.resolve() == n.path.resolve() or (_started_ns(o) is not None
+                                                 and all(o.manifest.get(k) == n.manifest.get(k) for k in ident)):
+        raise UsageError(f"diff {o.path} {n.path}", "OLD and NEW are the same snapshot",
+                         "give two snapshots of one data root, older first")
+    check_comparable(o, n, force)
+    so, sn = _started_ns(o), _started_ns(n)
+    if so is not None and sn is not None and so > sn:
+        return n, o, True
+    return o, n, False
+
+
+def diff(old: str | Path | Snapshot, new: str | Path | Snapshot, grace_s: int = DEFAULT_GRACE_S,
+         force: bool = False) -> Diff:
+    """OLD -> NEW as given (``diff(a, a)`` is empty, ``diff(b, a)`` the reverse of ``diff(a, b)``);
+    ``pair`` puts them in order first."""
+    o, n = _open(old), _open(new)
+    check_comparable(o, n, force)
     con = bind([o, n])
     p = {"old_snap": 0, "new_snap": 1, "grace_seconds": grace_s}
     return Diff(o, n, catalog.run(con, "diff", p), catalog.run(con, "ctr_diff", p))
 
 
-def diff_files(old: str | Path, new: str | Path, layer_id: str) -> pa.Table:
-    o, n = open_snapshot(old), open_snapshot(new)
+def diff_files(old: str | Path | Snapshot, new: str | Path | Snapshot, layer_id: str,
+               force: bool = False) -> pa.Table:
+    o, n = _open(old), _open(new)
+    check_comparable(o, n, force)
     con = bind([o, n])
     full = resolve_layer(con, layer_id)  # looks in both snapshots: the dir may exist in only one
     return catalog.run(con, "diff_files", {"old_snap": 0, "new_snap": 1, "layer_id": full})
+
+
+FORECAST_NEEDS = "at least 3 snapshots spanning at least 1 h"  # history_rate.sql's `reliable`
+
+
+def fill_forecast(rate: dict[str, Any]) -> tuple[float | None, str]:
+    """Hours until the filesystem is full, only when the series is long enough to extrapolate (the query's
+    ``reliable``), and a sentence saying why there is none otherwise."""
+    have = f"have {rate.get('snapshots') or 0} over {rate.get('span_hours') or 0} h"
+    if not rate.get("reliable"):
+        return None, f"no fill forecast: needs {FORECAST_NEEDS} ({have})"
+    hours = rate.get("hours_until_full")
+    if hours is None:
+        return None, "filesystem use not growing: no fill date"
+    return float(hours), f"filesystem full in {hours} h (at {rate.get('full_at')})"
 
 
 @dataclass(frozen=True)

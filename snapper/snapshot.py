@@ -5,8 +5,10 @@ final name only after every file is written and fsynced, so an interrupted colle
 that passes as a snapshot. Stale partial dirs of dead processes are removed by the next run. Dirs are 0700
 and files 0600: a snapshot lists container contents.
 
-Reading validates the manifest, the schema version and every table file (footer and row count) before any
-query runs, so a damaged snapshot gives one clear error instead of a DuckDB traceback.
+Reading validates the manifest, the schema version and every table file (footer, row count, and the whole
+content: its xxh3 digest recorded in the manifest at write time, else a full decode) before any query runs,
+so every command meets a damaged snapshot with the same one clear error instead of a DuckDB traceback or,
+worse, an answer computed from half a table.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from snapper.errors import OutputError, SnapshotError
+from snapper.errors import OutputError, SnapshotError, UnclassifiedDriverError
 from snapper.schema import SCHEMA_MINOR, SCHEMA_VERSION, TABLES, Table
 
 if TYPE_CHECKING:  # duckdb (15 MB) is imported by the functions that query: a collect never loads it
@@ -69,6 +72,35 @@ def clean_stale_partials(parent: Path) -> list[Path]:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
+
+
+def table_digest(path: Path) -> str:
+    """``xxh3_64:<hex>`` of a table file's bytes: recorded at write time, checked by ``open_snapshot``. A byte
+    changed in the middle of a file leaves its footer and row count intact; only the content tells."""
+    import xxhash
+
+    h = xxhash.xxh3_64()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return f"xxh3_64:{h.hexdigest()}"
+
+
+def _decodes(pf: pq.ParquetFile) -> None:
+    """Decode every row group (a snapshot written before digests were recorded): what a query would read."""
+    for i in range(pf.metadata.num_row_groups):
+        pf.read_row_group(i)
+
+
+def output_mode(target: Path) -> tuple[int, int]:
+    """Permission bits and group for a file snapper writes beside a snapshot (report, .prom): 0600, as private
+    as the snapshot whose paths and names it lists; when ``target`` already exists, its bits and group are
+    kept, so one ``chmod 0640`` + ``chgrp`` (e.g. for node_exporter) lasts across rewrites. gid -1: unchanged."""
+    try:
+        st = target.stat()
+    except OSError:
+        return 0o600, -1
+    return stat.S_IMODE(st.st_mode) & 0o777, st.st_gid
 
 
 def _create_private(path: Path) -> None:
@@ -185,6 +217,7 @@ class SnapshotWriter:
                 w.close()
             self.writers.clear()
             manifest["rows"] = dict(self.rows)
+            manifest["table_digests"] = {t.name: table_digest(self.tmp / f"{t.name}.parquet") for t in TABLES}
             manifest["schema_version"] = SCHEMA_VERSION
             manifest["schema_minor"] = SCHEMA_MINOR
             mpath = self.tmp / MANIFEST
@@ -223,6 +256,35 @@ class Snapshot:
 
     def table_path(self, name: str) -> Path:
         return self.path / f"{name}.parquet"
+
+    @property
+    def unclassified_driver(self) -> str | None:
+        """The active storage driver when snapper does not classify it (see docker_root.unclassified_driver)."""
+        from snapper.docker_root import unclassified_driver
+
+        layout = self.manifest.get("layout")
+        layout = layout if isinstance(layout, dict) else {}
+        return unclassified_driver(layout.get("active_driver"), layout.get("driver_trees"),
+                                   layout.get("containerd_store"))
+
+    def driver_message(self) -> str | None:
+        """One line naming the unclassified driver, or None."""
+        from snapper.docker_root import unclassified_message
+
+        driver = self.unclassified_driver
+        if driver is None:
+            return None
+        layout = self.manifest.get("layout")
+        evidence = layout.get("driver_evidence", "") if isinstance(layout, dict) else ""
+        return unclassified_message(driver, evidence if isinstance(evidence, str) else "")
+
+    def require_classified(self) -> None:
+        """Verdicts on a store snapper does not classify would call every image layer leaked, or the tree in
+        use dormant: refuse instead."""
+        message = self.driver_message()
+        if message is not None:
+            raise UnclassifiedDriverError(str(self.path), message,
+                                          "snapper show and snapper query read its tables; verdicts need overlay2")
 
 
 def _plain(t: pa.DataType) -> pa.DataType:
@@ -271,6 +333,8 @@ def open_snapshot(path: str | Path) -> Snapshot:
     rows: dict[str, Any] = rows_raw if isinstance(rows_raw, dict) else {}
     minor = manifest.get("schema_minor", 1)
     minor = minor if isinstance(minor, int) else 1
+    digests_raw = manifest.get("table_digests")
+    digests: dict[str, Any] = digests_raw if isinstance(digests_raw, dict) else {}
     for t in TABLES:
         tp = p / f"{t.name}.parquet"
         if t.since > minor and not tp.exists():
@@ -290,7 +354,36 @@ def open_snapshot(path: str | Path) -> Snapshot:
         if rows.get(t.name) is not None and meta.num_rows != rows[t.name]:
             raise SnapshotError(str(tp), f"{meta.num_rows} rows but the manifest says {rows[t.name]}",
                                 "collect the snapshot again")
+        _check_content(tp, pf, digests.get(t.name))
     return Snapshot(p, manifest)
+
+
+def _check_content(tp: Path, pf: pq.ParquetFile, digest: object) -> None:
+    corrupt = "corrupt Parquet file ({})"
+    try:
+        if digest is None:
+            _decodes(pf)
+            return
+        found = table_digest(tp)
+    except (OSError, pa.ArrowException) as e:
+        raise SnapshotError(str(tp), corrupt.format(str(e).splitlines()[0][:120] if str(e) else type(e).__name__),
+                            "collect the snapshot again") from e
+    if found != digest:
+        raise SnapshotError(str(tp), corrupt.format(f"content is not what the collect wrote: {found}, the manifest "
+                                                    f"says {digest}"), "collect the snapshot again")
+
+
+def manifest_rows(manifest: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """A manifest flattened to (dotted key, value) pairs, as ``snapper show --format csv`` prints it: nested
+    objects give ``daemon.running``, ``rows.files``; lists and scalars are JSON text (strings as they are)."""
+    out: list[tuple[str, str]] = []
+    for k in sorted(manifest):
+        v, key = manifest[k], f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out += manifest_rows(v, key + ".")
+        else:
+            out.append((key, v if isinstance(v, str) else json.dumps(v, sort_keys=True)))
+    return out
 
 
 def _sql_str(s: str) -> str:

@@ -34,6 +34,7 @@ def parse_duration(text: str) -> int:
 
 def bound(snapshot: str | Path | Snapshot) -> duckdb.DuckDBPyConnection:
     snap = snapshot if isinstance(snapshot, Snapshot) else open_snapshot(snapshot)
+    snap.require_classified()
     con = connect(snap)
     catalog.bind_views(con)
     return con
@@ -46,6 +47,39 @@ def _single(table: pa.Table) -> pa.Table:
 
 def verdicts(snapshot: str | Path | Snapshot, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
     return _single(catalog.run(bound(snapshot), "verdicts", {"grace_seconds": grace_s}))
+
+
+LEAK_COLUMNS = ["layer_id", "bytes", "files", "created", "mechanism", "self_heals", "evidence"]  # leaks and demo
+
+
+def short_id(layer_id: str) -> str:
+    """A dir name as docker shortens ids: 12 characters (and -init), BuildKit's 25-character ones too; shorter
+    names as they are."""
+    return layer_id[:12] + ("-init" if layer_id.endswith("-init") else "") if len(layer_id) >= 25 else layer_id
+
+
+def leaks_for_terminal(table: pa.Table) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """The leaks table narrowed for a terminal (short ids, created to the minute, no evidence column), and
+    (short id, evidence) pairs to print under it."""
+    ids = [short_id(i) for i in table.column("layer_id").to_pylist()]
+    created = [c[:16].replace("T", " ") if isinstance(c, str) else c for c in table.column("created").to_pylist()]
+    cols = {"layer_id": pa.array(ids, pa.string()), "bytes": table.column("bytes"),
+            "files": table.column("files"), "created": pa.array(created, pa.string()),
+            "mechanism": table.column("mechanism"), "heals": table.column("self_heals")}
+    if "store" in table.column_names and len(set(table.column("store").to_pylist())) > 1:
+        cols = {"store": table.column("store"), **cols}  # containerd leaks next to overlay2 ones
+    shown = pa.table(cols)
+    return shown, [(i, e or "") for i, e in zip(ids, table.column("evidence").to_pylist(), strict=True)]
+
+
+def metadata_for_terminal(table: pa.Table) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """Leaked metadata numbered, without its detail column; (number, detail) pairs to print under it."""
+    n = [f"#{i + 1}" for i in range(table.num_rows)]
+    ids = [short_id(i) if i else None for i in table.column("layer_id").to_pylist()]
+    shown = pa.table({"#": pa.array(n, pa.string()), "kind": table.column("kind"),
+                      "object": table.column("object"), "heals": table.column("self_heals"),
+                      "layer_id": pa.array(ids, pa.string())})
+    return shown, [(k, d or "") for k, d in zip(n, table.column("detail").to_pylist(), strict=True)]
 
 
 def leaks(snapshot: str | Path | Snapshot, min_bytes: int = 0, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
@@ -78,8 +112,9 @@ def report(snapshot: str | Path | Snapshot, min_bytes: int = 0, grace_s: int = D
 
 def resolve_layer(con: duckdb.DuckDBPyConnection, layer_id: str) -> str:
     """A full overlay2 entry name from a name or a unique prefix (as docker accepts short ids)."""
-    rows = con.execute("SELECT layer_id FROM layers WHERE layer_id = ? OR starts_with(layer_id, ?) ORDER BY 1",
-                       [layer_id, layer_id]).fetchall()
+    # DISTINCT: over a series binding (diff --layer) one dir is a row in each snapshot.
+    rows = con.execute("SELECT DISTINCT layer_id FROM layers WHERE layer_id = ? OR starts_with(layer_id, ?) "
+                       "ORDER BY 1", [layer_id, layer_id]).fetchall()
     exact = [r[0] for r in rows if r[0] == layer_id]
     if exact:
         return str(exact[0])
@@ -87,7 +122,8 @@ def resolve_layer(con: duckdb.DuckDBPyConnection, layer_id: str) -> str:
         raise UsageError(layer_id, "no such entry under overlay2/ in this snapshot",
                          "pass a dir name or unique prefix as listed by `snapper leaks`")
     if len(rows) > 1:
-        raise UsageError(layer_id, f"prefix matches {len(rows)} entries", "give more characters")
+        shown = ", ".join(str(r[0]) for r in rows[:3]) + (", ..." if len(rows) > 3 else "")
+        raise UsageError(layer_id, f"prefix matches {len(rows)} entries ({shown})", "give more characters")
     return str(rows[0][0])
 
 

@@ -65,6 +65,34 @@ def truncated(good: Path, tmp: Path) -> tuple[Path, Path, str]:
     return p, t, "corrupt Parquet file"
 
 
+def _scribble_mid_file(t: Path) -> None:
+    """Overwrite bytes in the middle of the column chunks of a table file: its footer and row count stay
+    intact, so only the content tells."""
+    data = bytearray(t.read_bytes())
+    rg = pq.ParquetFile(t).metadata.row_group(0)
+    for i in range(rg.num_columns):
+        col = rg.column(i)
+        mid = col.data_page_offset + col.total_compressed_size // 2
+        data[mid: mid + 4] = b"\xff\x00\xff\x00"
+    t.write_bytes(bytes(data))
+
+
+def corrupt_mid_file(good: Path, tmp: Path) -> tuple[Path, Path, str]:
+    p = _copy(good, tmp)
+    _scribble_mid_file(p / "files.parquet")
+    return p, p / "files.parquet", "corrupt Parquet file (content is not what the collect wrote"
+
+
+def corrupt_mid_file_no_digests(good: Path, tmp: Path) -> tuple[Path, Path, str]:
+    """A snapshot written before digests were recorded: the full decode finds the damage."""
+    p = _copy(good, tmp)
+    m = json.loads((p / "manifest.json").read_text())
+    m.pop("table_digests", None)
+    (p / "manifest.json").write_text(json.dumps(m))
+    _scribble_mid_file(p / "files.parquet")
+    return p, p / "files.parquet", "corrupt Parquet file"
+
+
 def empty_table(good: Path, tmp: Path) -> tuple[Path, Path, str]:
     p = _copy(good, tmp)
     (p / "files.parquet").write_bytes(b"")
@@ -157,7 +185,8 @@ def nonexistent(good: Path, tmp: Path) -> tuple[Path, Path, str]:
 
 
 KINDS: dict[str, Callable[[Path, Path], tuple[Path, Path, str]]] = {f.__name__: f for f in (
-    truncated, empty_table, garbage_table, missing_table, table_is_a_dir, wrong_table_schema, other_schema_version,
+    truncated, corrupt_mid_file, corrupt_mid_file_no_digests, empty_table, garbage_table, missing_table,
+    table_is_a_dir, wrong_table_schema, other_schema_version,
     no_schema_version, manifest_not_json, manifest_not_object, rows_disagree, random_dir, interrupted,
     regular_file, nonexistent)}
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 
 from snapper import __version__
 from snapper.cli import app
-from snapper.schema import SCHEMA_VERSION
+from snapper.schema import SCHEMA_MINOR, SCHEMA_VERSION
 from tests.synthetic import Standard, build_standard, can_mount, mounted, mounts_under
 
 needs_mount = pytest.mark.skipif(not can_mount(), reason="needs root and mount(8)")
@@ -61,10 +61,10 @@ def copy_of(snap: Path, tmp_path: Path) -> Path:
 def test_show_table(snap: Path, std: Standard) -> None:
     res = invoke("show", str(snap))
     assert res.exit_code == 0 and res.stderr == ""
-    assert f"snapshot      {snap}" in res.stdout
-    assert f"data_root     {std.root}" in res.stdout
-    assert "daemon        stopped" in res.stdout
-    assert f"schema_version{SCHEMA_VERSION}" in res.stdout
+    assert f"snapshot        {snap}" in res.stdout
+    assert f"data_root       {std.root}" in res.stdout
+    assert "daemon          stopped" in res.stdout
+    assert f"schema_version  {SCHEMA_VERSION}.{SCHEMA_MINOR}\n" in res.stdout  # was "schema_version1"
 
 
 def test_show_json_is_the_manifest(snap: Path) -> None:
@@ -188,3 +188,143 @@ def test_collect_output_filesystem_full(std: Standard, tmp_path: Path, opts: str
         assert mounts_under(tmp_path) == []
     assert_one_error_line(res, 1, "No space left on device")
     assert left == []
+
+
+# --- issue 17: checks a new user hit ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["missing", "not-a-socket"])
+def test_collect_socket_that_is_not_one_is_named(std: Standard, tmp_path: Path, kind: str) -> None:
+    sock = tmp_path / "wrong" / "docker.sock"
+    if kind == "not-a-socket":
+        sock.parent.mkdir()
+        sock.write_text("")
+    res = invoke("collect", "--root", str(std.root), "--out", str(tmp_path / "s"), "--socket", str(sock))
+    assert_one_error_line(res, 2, f"--socket {sock}: ", "no such socket" if kind == "missing" else "not a unix socket",
+                          "--no-api")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("argv", [["leaks", "SNAP", "--min-bytes", "-5"], ["leaks", "SNAP", "--fail-on-leak", "-1"],
+                                  ["collect", "--jobs", "-2"]])
+def test_negative_sizes_are_usage_errors(snap: Path, argv: list[str]) -> None:
+    res = invoke(*[str(snap) if a == "SNAP" else a for a in argv])
+    assert res.exit_code == 2 and res.stdout == ""
+    line = assert_one_error_line(res, 2, "greater than or equal to 0")
+    assert argv[-2] in line
+
+
+def test_show_aligns_fields_and_row_counts(snap: Path) -> None:
+    out = invoke("show", str(snap)).stdout.splitlines()
+    head = out[: out.index("rows:")]
+    assert len({len(line) - len(line[16:].lstrip()) for line in head}) == 1  # values start in one column
+    counts = out[out.index("rows:") + 1:]
+    assert len(counts) == len(json.loads((snap / "manifest.json").read_text())["rows"])
+    assert len({len(line) for line in counts}) == 1, counts  # right-aligned counts end in one column
+    assert any(line.strip().startswith("containerd_snapshots ") for line in counts)
+
+
+def test_show_csv_is_the_manifest_flattened(snap: Path) -> None:
+    import csv
+    import io
+
+    res = invoke("show", str(snap), "--format", "csv")
+    assert res.exit_code == 0, res.stderr
+    rows = list(csv.reader(io.StringIO(res.stdout)))
+    assert rows[0] == ["key", "value"]
+    kv = dict(rows[1:])
+    m = json.loads((snap / "manifest.json").read_text())
+    assert kv["host"] == m["host"] and kv["rows.files"] == str(m["rows"]["files"])
+    assert kv["daemon.running"] == "false" and kv["schema_version"] == str(SCHEMA_VERSION)
+
+
+def test_demo_csv_has_the_columns_of_leaks_csv() -> None:
+    from snapper.demo import sample_path
+
+    demo = invoke("demo", "--format", "csv")
+    leaks = invoke("leaks", str(sample_path()), "--grace", "0", "--format", "csv")
+    assert demo.exit_code == leaks.exit_code == 0
+    assert demo.stdout == leaks.stdout
+    assert demo.stdout.splitlines()[0] == "layer_id,bytes,files,created,mechanism,self_heals,evidence"
+
+
+def test_history_csv_prints_the_section_asked_for() -> None:
+    series = Path(__file__).parent / "data" / "series"
+    heads = {sec: invoke("history", str(series), "--grace", "0", "-f", "csv", "--section", sec).stdout.split("\n")[0]
+             for sec in ("dirs", "timeline", "never_reachable", "rate")}
+    assert heads["dirs"].startswith("layer_id,name_class,first_seen")
+    assert heads["timeline"].startswith("snap,started_utc")
+    assert heads["never_reachable"].startswith("layer_id,first_seen,last_seen")
+    assert heads["rate"].startswith("snapshots,span_hours")
+    bad = invoke("history", str(series), "-f", "csv", "--section", "nope")
+    assert_one_error_line(bad, 2, "--section nope: unknown section")
+
+
+def _commands() -> list[str]:
+    return sorted(c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands)
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_help_examples_keep_their_lines(command: str) -> None:
+    import inspect
+
+    cmd = next(c for c in app.registered_commands if (c.name or (c.callback and c.callback.__name__)) == command)
+    doc = inspect.getdoc(cmd.callback) or ""
+    if "Examples:" not in doc:
+        return
+    examples = [line.strip() for line in doc.split("Examples:", 1)[1].splitlines() if line.strip()]
+    res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    shown = [line.strip() for line in res.stdout.splitlines()]
+    for line in examples:
+        assert line in shown, f"{command} --help rewrapped: {line!r}\n{res.stdout}"
+
+
+def test_explain_help_says_a_prefix_is_enough() -> None:
+    res = runner.invoke(app, ["explain", "--help"], env={"COLUMNS": "200"})
+    assert "unique prefix" in res.stdout and "full overlay2 dir name" not in res.stdout
+
+
+def _leaks_lines(columns: str | None, *extra: str) -> list[str]:
+    from snapper.demo import sample_path
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns:
+        env["COLUMNS"] = columns
+    proc = subprocess.run([sys.executable, "-m", "snapper.cli", "leaks", str(sample_path()), "--grace", "0", *extra],
+                          capture_output=True, text=True, env={**env, "PYTHONPATH": str(Path(__file__).parent.parent)},
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def test_leaks_fits_a_100_column_terminal() -> None:
+    lines = _leaks_lines("100")
+    assert max(map(len, lines)) <= 100
+    table = lines[: lines.index("evidence (one line each; --verbose for all of it)")]
+    rows = [line for line in table if line.startswith("│")]
+    assert len(rows) <= 7 + 2  # one line a leak (a -init id may fold once), was ~25 lines a leak
+    evidence = lines[len(table) + 1: len(table) + 8]
+    assert evidence[0].startswith("ba01ba24476e  ") and "layer chain sha256:" in evidence[0]
+    verbose = _leaks_lines("100", "--verbose")
+    assert max(map(len, verbose)) <= 100
+    assert any("released by an image delete that was interrupted" in line for line in verbose)
+    assert len(verbose) > len(lines)
+
+
+def test_piped_leaks_is_not_200_wide() -> None:
+    from snapper.render import PIPED_WIDTH
+
+    assert max(map(len, _leaks_lines(None))) <= PIPED_WIDTH
+
+
+def test_explain_wraps_details_under_their_column() -> None:
+    from snapper.demo import sample_path
+
+    proc = subprocess.run([sys.executable, "-m", "snapper.cli", "explain", str(sample_path()), "ba01ba24476e"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "100", "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(map(len, lines)) <= 100 and all(line == line.rstrip() for line in lines)
+    i = next(n for n, line in enumerate(lines) if line.startswith("evidence "))
+    assert lines[i + 1].startswith(" " * 18) and "released by an image delete" in " ".join(lines[i:i + 4])

@@ -420,6 +420,7 @@ def test_walk_workers_exit_when_the_collect_is_killed(big_root: Path, tmp_path: 
 
 def test_root_without_overlay2(tmp_path: Path) -> None:
     (tmp_path / "root" / "containers").mkdir(parents=True)
+    (tmp_path / "root" / "image" / "overlay2").mkdir(parents=True)  # a store (without it: no Docker store here)
     m = run_collect(tmp_path / "root", tmp_path / "snap", jobs=1)
     assert m["overlay2_entries"] == 0 and m["rows"]["files"] == 0 and m["rows"]["layers"] == 0
     assert m["layout"]["active_driver"] is None

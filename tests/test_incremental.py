@@ -17,6 +17,7 @@ from snapper import incremental
 from snapper.collect import CollectOptions, collect, low_priority
 from snapper.metadata.layerdb import read_chains
 from snapper.metadata.overlay import list_entries, read_links
+from snapper.snapshot import table_digest
 from tests.synthetic import Standard, SyntheticRoot, build_standard
 
 
@@ -207,6 +208,9 @@ def test_a_layer_whose_base_walk_had_errors_is_walked_again(std: Standard, tmp_p
     os.chmod(path, 0o600)
     pq.write_table(layers.set_column(layers.schema.get_field_index("walk_status"), "walk_status",
                                      pa.array(status, pa.string())), path)
+    manifest = json.loads((tmp_path / "base" / "manifest.json").read_text())
+    manifest["table_digests"]["layers"] = table_digest(path)  # an edit the manifest knows of
+    (tmp_path / "base" / "manifest.json").write_text(json.dumps(manifest))
     m = run(std.root, tmp_path / "inc", base=str(tmp_path / "base"))
     inc_layers = {r["layer_id"]: r for r in rows(tmp_path / "inc", "layers")}
     assert inc_layers[lid]["walk_status"] == "ok"
@@ -280,7 +284,7 @@ def test_a_base_with_a_damaged_files_table_means_a_full_walk(std: Standard, tmp_
     os.chmod(files, 0o600)
     files.write_bytes(bytes(data))
     m = run(std.root, tmp_path / "inc", base=str(tmp_path / "base"))
-    assert m["incremental"]["base"] is None and "unreadable" in m["incremental"]["reason"]
+    assert m["incremental"]["base"] is None and "corrupt Parquet file" in m["incremental"]["reason"]
     assert m["incremental"]["reused_layers"] == 0
     run(std.root, tmp_path / "full", use_base=False)
     assert files_sorted(tmp_path / "inc") == files_sorted(tmp_path / "full")

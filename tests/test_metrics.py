@@ -46,7 +46,11 @@ def test_cli_writes_atomically(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert families(out.read_text())["snapper_overlay2_bytes"][0][1] > 0
     assert os.listdir(tmp_path) == ["snapper.prom"]  # no temp file left
-    assert out.stat().st_mode & 0o777 == 0o644
+    assert out.stat().st_mode & 0o777 == 0o600  # private like the snapshot (was 0644)
+    os.chown(out, -1, 65534)
+    out.chmod(0o640)  # made readable for node_exporter once: kept by every rewrite
+    assert CliRunner().invoke(app, ["metrics", str(sample_path()), "-o", str(out)]).exit_code == 0
+    assert out.stat().st_mode & 0o777 == 0o640 and out.stat().st_gid == 65534
 
 
 def test_unwritable_target_is_one_line(tmp_path: Path) -> None:

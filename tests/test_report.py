@@ -99,7 +99,7 @@ def test_series_report_tells_the_story(series_report: Path, series_inv: Investig
                  "Appeared and never became reachable", "Top leaked dirs (3 in the last snapshot)",
                  "Leaked metadata", "write-set-2379937137", "Duplicate content", "ml-layer0/d0000",
                  "100 % of paths", f"snapper explain {SERIES / 's4'} {leaks[0]['layer_id']}",
-                 "full in "):
+                 "no fill forecast: needs at least 3 snapshots spanning at least 1 h (have 5 over 0.001 h)"):
         assert html.escape(text, quote=True) in page, text
     for r in leaks:  # every leak with its mechanism chip and its size, right-aligned
         assert r["layer_id"] in page and html.escape(r["evidence"], quote=True) in page
@@ -171,12 +171,15 @@ def test_hostile_names_are_escaped(hostile_report: tuple[Path, str]) -> None:
     assert "overlay2 leak report: " + html.escape(HOSTILE_HOST) in page
 
 
-def test_write_report_replaces_atomically_with_mode_0644(tmp_path: Path) -> None:
+def test_write_report_replaces_atomically_private_by_default(tmp_path: Path) -> None:
     out = tmp_path / "r.html"
+    assert write_report(str(SAMPLE), out, 0) == out
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # lists what the 0600 snapshot lists (was 0644)
     out.write_text("old")
+    out.chmod(0o640)  # an admin shared it once: a rewrite keeps that
     assert write_report(str(SAMPLE), out, 0) == out
     assert out.read_text().startswith("<!DOCTYPE html>")
-    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]  # no temp file left
     with pytest.raises(OutputError, match="directory does not exist"):
         write_report(SAMPLE, tmp_path / "missing" / "r.html", 0)
@@ -254,3 +257,38 @@ def test_report_renders_in_headless_chromium(which: str, request: pytest.Fixture
     width, height, rows = _png_rows(shot.read_bytes())
     assert (width, height) == (1400, 3000)
     assert len(set(rows)) > 200, "the screenshot is (nearly) a single colour"
+
+
+def test_no_fill_forecast_from_seconds_of_history(series_report: Path) -> None:
+    """The series spans 5 s: a fill date from it was noise in red ("4.4 days until the filesystem is full")."""
+    page = series_report.read_text()
+    assert "until the filesystem is full" not in page and "full in " not in page
+    assert '<div class="card"><b>n/a</b><span>no fill forecast: needs at least 3 snapshots' in page
+    assert "and the projection to full" not in page  # no line to the filesystem size in the chart
+
+
+def test_fill_forecast_with_enough_history() -> None:
+    from snapper.series import fill_forecast
+
+    rate = {"snapshots": 4, "span_hours": 6.0, "reliable": True, "hours_until_full": 30.5, "full_at": "x"}
+    assert fill_forecast(rate) == (30.5, "filesystem full in 30.5 h (at x)")
+    assert fill_forecast({**rate, "reliable": False})[0] is None
+    assert fill_forecast({**rate, "hours_until_full": None})[1] == "filesystem use not growing: no fill date"
+
+
+_OVERFLOW_CHECK = """<script>window.addEventListener('load',function(){var bad=[];
+document.querySelectorAll('section').forEach(function(s){var r=s.getBoundingClientRect();
+s.querySelectorAll('table').forEach(function(t){var b=t.getBoundingClientRect();
+if(b.right>r.right+1){bad.push('overflow: '+s.querySelector('h2').textContent+' by '+Math.round(b.right-r.right));}
+});});var p=document.getElementById('errors');if(bad.length){p.textContent+=bad.join('\\n');p.hidden=false;}});
+</script></body>"""
+
+
+@pytest.mark.parametrize("which", ["series_report", "sample_report"])
+def test_no_table_overflows_its_card(which: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    page = request.getfixturevalue(which)
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", _OVERFLOW_CHECK, 1))
+    dom, _, _ = _open_in_chromium(probe, tmp_path)
+    errors = re.search(r'<pre id="errors"[^>]*>(.*?)</pre>', dom, re.S)
+    assert errors is not None and errors.group(1) == "", errors.group(1) if errors else dom[-2000:]

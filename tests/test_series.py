@@ -100,3 +100,49 @@ def test_history_refuses_mixed_hosts(tmp_path: Path) -> None:
     (other / "manifest.json").write_text(json.dumps(m))
     res = runner.invoke(app, ["history", str(SNAPS[1]), str(other)])
     assert res.exit_code == 2 and "snapper: error:" in res.stderr
+
+
+# --- issue 17: diff of the wrong pair --------------------------------------------------------------------
+
+def _one_line(res: object, code: int) -> str:
+    assert getattr(res, "exit_code") == code, getattr(res, "output")  # noqa: B009
+    lines = getattr(res, "stderr").splitlines()  # noqa: B009
+    assert len(lines) == 1 and lines[0].startswith("snapper: error: "), lines
+    return str(lines[0])
+
+
+def test_diff_of_the_same_snapshot_is_a_usage_error(tmp_path: Path) -> None:
+    import shutil
+
+    assert "same snapshot" in _one_line(runner.invoke(app, ["diff", str(SNAPS[1]), str(SNAPS[1])]), 2)
+    shutil.copytree(SNAPS[1], tmp_path / "copy")  # a copy is the same collect
+    assert "same snapshot" in _one_line(runner.invoke(app, ["diff", str(SNAPS[1]), str(tmp_path / "copy")]), 2)
+
+
+def test_diff_in_reverse_order_is_put_in_time_order_and_says_so() -> None:
+    forward = runner.invoke(app, ["diff", str(SNAPS[1]), str(SNAPS[2]), "--grace", "0", "-f", "json"])
+    reverse = runner.invoke(app, ["diff", str(SNAPS[2]), str(SNAPS[1]), "--grace", "0", "-f", "json"])
+    assert forward.exit_code == reverse.exit_code == 0 and forward.stderr == ""
+    assert reverse.stderr == (f"note: {SNAPS[2]} was collected after {SNAPS[1]}: showing the changes from "
+                              f"{SNAPS[1]} to {SNAPS[2]}\n")
+    assert json.loads(reverse.stdout) == json.loads(forward.stdout)
+
+
+def test_diff_of_other_hosts_or_data_roots_needs_force() -> None:
+    from snapper.demo import sample_path
+
+    res = runner.invoke(app, ["diff", str(sample_path()), str(SNAPS[4]), "-f", "json"])
+    line = _one_line(res, 2)
+    assert "the snapshots come from different " in line and "--force" in line and res.stdout == ""
+    forced = runner.invoke(app, ["diff", str(sample_path()), str(SNAPS[4]), "-f", "json", "--force"])
+    assert forced.exit_code == 0 and json.loads(forced.stdout)["appeared"]
+
+
+def test_diff_layer_prefix_of_one_dir_in_both_snapshots() -> None:
+    d = series.diff(SNAPS[2], SNAPS[3], 0)
+    both = [r["layer_id"] for r in d.dirs.to_pylist() if r["change"] in ("changed", "unchanged")
+            and len(r["layer_id"]) >= 64]
+    prefix = next(p for p in (lid[:6] for lid in both)
+                  if sum(x.startswith(p) for x in d.dirs.column("layer_id").to_pylist()) == 1)
+    res = runner.invoke(app, ["diff", str(SNAPS[2]), str(SNAPS[3]), "--layer", prefix, "-f", "csv"])
+    assert res.exit_code == 0, res.output
