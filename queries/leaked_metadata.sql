@@ -1,8 +1,8 @@
 -- name: leaked_metadata
--- description: leaked metadata that holds no overlay2 dir of its own: unreachable layer chains, orphan mounts, write-sets, dangling l/ links, stale mounts, BuildKit executor residue, dormant stores, pending-GC containerd dirs
+-- description: leaked metadata that holds no overlay2 dir of its own: unreachable layer chains, orphan mounts, write-sets, dangling l/ links, stale mounts, BuildKit executor residue, dormant stores, containerd leases of dead operations
 -- why: these pin layers, confuse the daemon or leak mounts; each explains part of the disk the daemon cannot see
 -- params: grace_seconds BIGINT = 3600
--- requires: verdicts
+-- requires: verdicts, ctr_leases
 WITH
 facts AS (
     SELECT snap,
@@ -70,10 +70,12 @@ residue_left AS (
     FROM residue r JOIN facts f ON f.snap = r.snap
     WHERE r.kind <> 'buildkit_executor' OR NOT f.daemon_running
 ),
-containerd_pending AS (
-    SELECT snap, 'containerd-pending-gc', dir,
-           'snapshot dir with no snapshotter record: deleted at the next containerd GC', true, NULL
-    FROM containerd_snapshots WHERE backend_key IS NULL AND dir_exists
+containerd_dead_leases AS (
+    -- a lease of an operation that died with its daemon: a GC root nobody will delete (its dirs and blobs are
+    -- in leaks as ctr-dead-lease); deleting it through containerd frees them
+    SELECT snap, 'containerd-dead-lease', store || ': lease ' || namespace || '/' || lease_id,
+           reason || '; frees itself: ' || self_heal, expire_ns IS NOT NULL, NULL
+    FROM ctr_leases WHERE class = 'dead'
 ),
 final AS (
     SELECT * FROM chains
@@ -82,6 +84,6 @@ final AS (
     UNION ALL SELECT * FROM dangling
     UNION ALL SELECT * FROM stale_mounts
     UNION ALL SELECT * FROM residue_left
-    UNION ALL SELECT * FROM containerd_pending
+    UNION ALL SELECT * FROM containerd_dead_leases
 )
 SELECT snap, kind, object, detail, self_heals, layer_id FROM final ORDER BY snap, kind, object;

@@ -166,7 +166,8 @@ def test_snap_minus_one_is_the_newest_snapshot(name: str) -> None:
 CTR_SAMPLE = Path(__file__).parent / "data" / "ctr_sample"  # collected from tests/data/ctr_root
 CTR_GOLDEN: dict[str, dict[str, object]] = {
     "ctr_leases": {}, "ctr_reach": {}, "ctr_verdicts": {"grace_seconds": 0}, "leaks": {"grace_seconds": 0},
-    "ctr_history": {"grace_seconds": 0}, "ctr_diff": {"old_snap": 0, "new_snap": 0, "grace_seconds": 0},
+    "leaked_metadata": {"grace_seconds": 0}, "ctr_history": {"grace_seconds": 0},
+    "ctr_diff": {"old_snap": 0, "new_snap": 0, "grace_seconds": 0},
     "reconciliation": {"grace_seconds": 0},
     "ctr_explain": {"store": str(Path("/work/main/tests/data/ctr_root")), "name": "3", "grace_seconds": 0},
 }
