@@ -60,16 +60,20 @@ def test_query_runs_on_an_empty_snapshot(name: str, empty_snapshot: Path) -> Non
         assert table.num_rows == 0, name
 
 
-@pytest.mark.parametrize("name", sorted(GOLDEN_PARAMS))
-def test_golden_output_on_the_demo_sample(name: str) -> None:
-    con = connect(open_snapshot(sample_path()))
+def check_golden(snapshot: Path, name: str, params: dict[str, object], path: Path) -> None:
+    """The query's CSV on the snapshot equals the golden file (SNAPPER_UPDATE_GOLDEN=1 writes it)."""
+    con = connect(open_snapshot(snapshot))
     catalog.bind_views(con)
-    got = to_csv_string(catalog.run(con, name, GOLDEN_PARAMS[name]))
-    path = GOLDEN / f"{name}.csv"
+    got = to_csv_string(catalog.run(con, name, params))
     if os.environ.get("SNAPPER_UPDATE_GOLDEN") == "1":
         path.write_text(got)
     assert path.exists(), f"no golden file {path}: run with SNAPPER_UPDATE_GOLDEN=1 and review the diff"
     assert got == path.read_text(), f"{name} differs from {path} (SNAPPER_UPDATE_GOLDEN=1 to accept)"
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_PARAMS))
+def test_golden_output_on_the_demo_sample(name: str) -> None:
+    check_golden(sample_path(), name, GOLDEN_PARAMS[name], GOLDEN / f"{name}.csv")
 
 
 def test_demo_sample_holds_the_four_provoked_leaks() -> None:
@@ -178,11 +182,4 @@ def test_golden_output_on_the_containerd_sample(name: str) -> None:
     """tests/data/ctr_root is a real dockerd 26.1 containerd store (meta.db and the snapshotter's metadata.db
     as the engine wrote them; dirs and blobs reduced to markers) plus a dir without a record and a blob
     without metadata; collected without its docker root, so no container or BuildKit record owns a lease."""
-    con = connect(open_snapshot(CTR_SAMPLE))
-    catalog.bind_views(con)
-    got = to_csv_string(catalog.run(con, name, CTR_GOLDEN[name]))
-    path = GOLDEN / f"ctr_{name.removeprefix('ctr_')}.csv"
-    if os.environ.get("SNAPPER_UPDATE_GOLDEN") == "1":
-        path.write_text(got)
-    assert path.exists(), f"no golden file {path}: run with SNAPPER_UPDATE_GOLDEN=1 and review the diff"
-    assert got == path.read_text(), f"{name} differs from {path} (SNAPPER_UPDATE_GOLDEN=1 to accept)"
+    check_golden(CTR_SAMPLE, name, CTR_GOLDEN[name], GOLDEN / f"ctr_{name.removeprefix('ctr_')}.csv")

@@ -215,9 +215,14 @@ def test_buildkit_transient_mount_crash(fresh_engine: EngineFactory, tmp_path: P
 
     executor = eng.root / "buildkit" / "executor"
 
+    def registered(n: str) -> bool:  # mount-id written, not just created (a kill in between leaves it empty)
+        try:
+            return len(n) == 25 and (mounts / n / "mount-id").stat().st_size > 0
+        except OSError:
+            return False
+
     def transient() -> bool:  # mid-RUN: the transient mount is registered and the runc bundle exists
-        return mounts.exists() and any(len(n) == 25 and (mounts / n / "mount-id").exists()
-                                       for n in os.listdir(mounts)) and executor.exists() and \
+        return mounts.exists() and any(registered(n) for n in os.listdir(mounts)) and executor.exists() and \
             any((executor / n).is_dir() for n in os.listdir(executor))
 
     kill_when(eng, ["build", "--network", "none", "-t", "tm:1", str(ctx)], transient, timeout=90, buildkit=True)
