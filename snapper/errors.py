@@ -50,3 +50,7 @@ class ReclaimError(SnapperError):
 
 class QuarantineError(SnapperError):
     """The reclaim quarantine or its journal is unusable, or a move cannot be done or undone."""
+
+
+class LakeError(SnapperError):
+    """The fleet lake is unreachable, of another schema version, or a push or query on it failed."""
