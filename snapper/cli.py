@@ -841,17 +841,22 @@ def lake_query(
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v (repeatable)")] = None,
     format: FormatOpt = "table",
     s3_endpoint: S3EndpointOpt = None,
+    engine: Annotated[str, typer.Option("--engine", help="duckdb | spark (pyspark)")] = "duckdb",
+    master: Annotated[str, typer.Option("--spark-master", help="Spark master URL")] = "local[*]",
 ) -> None:
-    """Run a fleet query (queries/fleet/*.sql) on the lake with DuckDB.
+    """Run a fleet query (queries/fleet/*.sql) on the lake with DuckDB, or Spark.
 
     Examples:
       snapper lake query leaks --lake /srv/lake
       snapper lake query leak_bytes --lake s3://fleet/snapper -p host=ci-07 -f csv
+      snapper lake query mechanisms --lake /srv/lake --engine spark --spark-master spark://head:7077
     """
     from snapper import lake
     from snapper.render import render_table
 
     _check_format(format)
+    if engine not in ("duckdb", "spark"):
+        _fail(UsageError(f"--engine {engine}", "unknown engine", "use duckdb or spark"))
     given: dict[str, str] = {}
     for kv in param or []:
         k, sep, v = kv.partition("=")
@@ -859,7 +864,9 @@ def lake_query(
             _fail(UsageError(f"--param {kv}", "not of the form k=v", "e.g. --param host=ci-07"))
         given[k] = v
     target = _run(lambda: lake.open_lake(lake_url, s3_endpoint))
-    render_table(_run(lambda: lake.run(target, name, given)), format, title=f"fleet {name}")
+    table = _run(lambda: lake.run_spark(target, name, given, master) if engine == "spark"
+                 else lake.run(target, name, given))
+    render_table(table, format, title=f"fleet {name}")
 
 
 def main() -> None:

@@ -392,5 +392,65 @@ def run(lake: Lake, name: str, params: Mapping[str, str] | None = None,
         raise _io(lake, f"fleet query {name}", exc) from exc
 
 
+def spark_sql(q: catalog.Query, values: Mapping[str, object]) -> str:
+    """The fleet query as Spark SQL: each ``getvariable('p')`` replaced by the parameter's literal."""
+    def literal(m: re.Match[str]) -> str:
+        v = values[m.group(1)]
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        return "'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return re.sub(r"getvariable\('([a-z_][a-z0-9_]*)'\)", literal, q.body())
+
+
+def _spark_path(lake: Lake, table: str) -> str:
+    if lake.rename:  # a local lake
+        return "file://" + lake.path(table)
+    return "s3a://" + lake.path(table)  # needs hadoop-aws on the cluster (fs.s3a.* settings)
+
+
+def run_spark(lake: Lake, name: str, params: Mapping[str, str] | None = None,
+              master: str = "local[*]") -> pa.Table:
+    """Run a fleet query on a Spark session over the same lake (pyspark; ``local[*]`` or a cluster URL)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise UsageError("--engine spark", "pyspark is not installed", "pip install pyspark") from exc
+    q = get(name)
+    given = convert_params(q, params or {})
+    check_version(lake)
+    values = {p.name: given.get(p.name, p.default_value()) for p in q.params}
+    spark = (SparkSession.builder.master(master).appName("snapper-lake")
+             .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")
+             .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+             .config("spark.sql.shuffle.partitions", "4").config("spark.ui.showConsoleProgress", "false")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    for t in LAKE_TABLES:
+        schema = pa.schema([*t.schema, *LAKE_PARTITIONS])
+        base = lake.path(t.name)
+        if lake.fs.get_file_info(base).type == pafs.FileType.NotFound:
+            df = spark.createDataFrame([], ", ".join(f"`{f.name}` {_spark_type(f.type)}" for f in schema))
+        else:
+            df = spark.read.option("basePath", _spark_path(lake, t.name)).parquet(_spark_path(lake, t.name))
+        df.createOrReplaceTempView(t.name)
+    try:
+        return spark.sql(spark_sql(q, values)).toArrow()
+    except Exception as exc:  # pyspark raises its own exception family
+        raise LakeError(f"fleet query {name} (spark)", str(exc).splitlines()[0], "check the lake and the "
+                        "Spark session") from exc
+
+
+def _spark_type(t: pa.DataType) -> str:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_list(t):
+        return f"array<{_spark_type(t.value_type)}>"
+    return {pa.string(): "string", pa.int64(): "bigint", pa.uint32(): "bigint", pa.bool_(): "boolean",
+            pa.binary(): "binary", pa.binary(16): "binary"}[t]
+
+
 __all__ = ["Lake", "PushResult", "bind", "check_version", "fleet_queries", "open_lake", "push",
            "run"]

@@ -356,3 +356,31 @@ def test_s3_cli(fleet: Path, s3_env: str, s3_server: str, monkeypatch: pytest.Mo
     rows = json.loads(res.output)
     assert len(rows) == 9 and {r["host"] for r in rows} == {"ci-03"}
     assert sum(r["bytes"] for r in rows) == 131072
+
+
+def test_readme_lake_commands_run(pushed: lake.Lake) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### `snapper lake push|query`", 1)[1].split("\n### ", 1)[0]
+    cmds = [ln.split() for ln in section.splitlines() if ln.startswith("snapper lake query") and "/srv/lake" in ln]
+    assert len(cmds) == 2
+    for cmd in cmds:
+        args = [pushed.root if a == "/srv/lake" else a for a in cmd[1:]]
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, (cmd, res.output)
+        assert any("ci-07" in a for a in cmd) or "interrupted-image-delete" in res.output
+
+
+def test_spark_local_gives_the_same_rows(pushed: lake.Lake) -> None:
+    pyspark = pytest.importorskip("pyspark")
+    try:
+        for name in ("leaks", "leak_bytes", "mechanisms"):
+            assert csv_of(lake.run_spark(pushed, name)) == (GOLDEN / f"fleet_{name}.csv").read_text(), name
+        host = {"host": "ci 04/x"}  # a partition value that needs escaping in the path
+        assert lake.run_spark(pushed, "leak_bytes", host).to_pylist() \
+            == lake.run(pushed, "leak_bytes", host).to_pylist()
+        res = runner.invoke(app, ["lake", "query", "leaks", "--lake", pushed.root, "--engine", "spark",
+                                  "-p", "host=ci-01", "-f", "json"])
+        assert res.exit_code == 0, res.output
+        assert len(json.loads(res.output)) == 7
+    finally:
+        pyspark.sql.SparkSession.builder.getOrCreate().stop()
