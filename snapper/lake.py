@@ -7,9 +7,10 @@ Layout (hive partitioning, readable by DuckDB, Spark, Trino, Athena)::
 
 Tables: ``leaks``, ``reconciliation``, ``errors`` (and ``files`` with ``--files``) per snapshot, then
 ``snapshots`` (its manifest facts) written last: a snapshot is in the lake once its ``snapshots`` file is, so
-a push cut short leaves nothing a query sees. Every file carries the sha256 of its Arrow content in its footer
-(key ``snapper.digest``): pushing the same snapshot again finds the same digest and writes nothing, and a rerun
-after a crash writes only what is missing. Each file appears whole or not at all: locally it is written under a
+a push cut short leaves nothing a query sees. Every file carries in its footer the sha256 of its Arrow content
+(``snapper.digest``) and of what it was computed from (``snapper.source``: manifest, table, versions): pushing
+the same snapshot again reads only footers and writes nothing, and a rerun after a crash writes only what is
+missing or different. Each file appears whole or not at all: locally it is written under a
 hidden temp name in the same dir and renamed; on S3 an object appears only when its upload completes.
 
 All I/O goes through ``pyarrow.fs`` (local paths and ``s3://bucket/prefix``); DuckDB reads the lake through
@@ -354,7 +355,10 @@ def dataset(lake: Lake, t: Table) -> ds.Dataset:
     try:
         if lake.fs.get_file_info(base).type == pafs.FileType.NotFound:
             return ds.dataset(schema.empty_table())
-        return ds.dataset(base, schema=schema, filesystem=lake.fs, format="parquet", partitioning=part)
+        # small local files: pre-buffering only adds work (on S3 it coalesces the range requests: keep it)
+        fmt = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
+            pre_buffer=not lake.rename))
+        return ds.dataset(base, schema=schema, filesystem=lake.fs, format=fmt, partitioning=part)
     except (OSError, pa.ArrowInvalid) as exc:
         raise _io(lake, t.name, exc) from exc
 
@@ -365,6 +369,7 @@ def bind(lake: Lake, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.Duc
 
     check_version(lake)
     con = con or duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     for t in LAKE_TABLES:
         con.register(f"_lake_{t.name}", dataset(lake, t))
         con.execute(f"CREATE OR REPLACE TEMP VIEW {t.name} AS SELECT * FROM _lake_{t.name}")
