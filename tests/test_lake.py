@@ -385,3 +385,28 @@ def test_spark_local_gives_the_same_rows(pushed: lake.Lake) -> None:
         assert len(json.loads(res.output)) == 7
     finally:
         pyspark.sql.SparkSession.builder.getOrCreate().stop()
+
+
+def test_a_different_file_is_replaced(fleet: Path, tmp_path: Path) -> None:
+    lk = lake.open_lake(str(tmp_path / "lake"))
+    snaps = snaps_of(fleet, 0)
+    lake.push(lk, snaps)
+    path = Path(lake.file_path(lk, "leaks", "ci-01", "2026-11-28", "sample"))
+    import pyarrow.parquet as pq
+
+    good = path.read_bytes()
+    t = pq.read_table(path)
+    pq.write_table(t.slice(0, 2).replace_schema_metadata(None), path)  # another content, no digests
+    res = runner.invoke(app, ["lake", "push", str(fleet / "h0"), "--lake", str(tmp_path / "lake")])
+    assert res.exit_code == 0 and res.output == "ci-01/sample: 0 written, 1 replaced, 3 unchanged, " \
+        f"{len(good)} bytes\n", res.output
+    assert path.read_bytes() == good
+    assert lake.run(lk, "leaks").num_rows == 7
+
+
+def test_s3_missing_bucket_is_one_line(fleet: Path, s3_env: str) -> None:
+    url = "s3://no-such-bucket-x/lake"
+    res = runner.invoke(app, ["lake", "push", str(fleet / "h0"), "--lake", url])
+    assert res.exit_code == 1, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"snapper: error: {url}") and "Traceback" not in res.output
