@@ -836,7 +836,7 @@ def lake_push(
 
 @lake_app.command("query")
 def lake_query(
-    name: Annotated[str, typer.Argument(help="fleet query: " + "leaks | leak_bytes | mechanisms")],
+    name: Annotated[str, typer.Argument(help="fleet query: leaks | leak_bytes | mechanisms | leak_rate")],
     lake_url: LakeOpt,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v (repeatable)")] = None,
     format: FormatOpt = "table",

@@ -302,7 +302,7 @@ def test_partition_pruning(pushed: lake.Lake) -> None:
     assert hosts == {"ci-01", "ci-02", "ci-03", "ci%2004%2Fx"}
 
 
-@pytest.mark.parametrize("name", ["leaks", "leak_bytes", "mechanisms"])
+@pytest.mark.parametrize("name", ["leaks", "leak_bytes", "mechanisms", "leak_rate"])
 def test_golden_fleet_queries(pushed: lake.Lake, name: str) -> None:
     got = csv_of(lake.run(pushed, name))
     path = GOLDEN / f"fleet_{name}.csv"
@@ -316,7 +316,7 @@ def test_fleet_queries_have_headers_and_stay_out_of_the_catalogue() -> None:
     from snapper import catalog
 
     qs = lake.fleet_queries()
-    assert sorted(qs) == ["leak_bytes", "leaks", "mechanisms"]
+    assert sorted(qs) == ["leak_bytes", "leak_rate", "leaks", "mechanisms"]
     for q in qs.values():
         assert q.path.parent == queries_dir() / "fleet" and q.description and q.why
         assert set(q.requires) <= {"snapshots", "leaks", "reconciliation", "errors", "files"}
@@ -338,7 +338,7 @@ def test_s3_push_query_idempotent_and_resumed(fleet: Path, s3_env: str, pushed: 
     assert {w.status for r in res for w in r.files} == {"unchanged"}
     assert listing(lk) == first
     assert listing(pushed) == first
-    for name in ("leaks", "leak_bytes", "mechanisms"):
+    for name in ("leaks", "leak_bytes", "mechanisms", "leak_rate"):
         assert csv_of(lake.run(lk, name)) == (GOLDEN / f"fleet_{name}.csv").read_text()
 
 
@@ -374,7 +374,7 @@ def test_readme_lake_commands_run(pushed: lake.Lake) -> None:
 def test_spark_local_gives_the_same_rows(pushed: lake.Lake) -> None:
     pyspark = pytest.importorskip("pyspark")
     try:
-        for name in ("leaks", "leak_bytes", "mechanisms"):
+        for name in ("leaks", "leak_bytes", "mechanisms", "leak_rate"):
             assert csv_of(lake.run_spark(pushed, name)) == (GOLDEN / f"fleet_{name}.csv").read_text(), name
         host = {"host": "ci 04/x"}  # a partition value that needs escaping in the path
         assert lake.run_spark(pushed, "leak_bytes", host).to_pylist() \
