@@ -340,6 +340,11 @@ def test_s3_push_query_idempotent_and_resumed(fleet: Path, s3_env: str, pushed: 
     assert listing(pushed) == first
     for name in ("leaks", "leak_bytes", "mechanisms", "leak_rate"):
         assert csv_of(lake.run(lk, name)) == (GOLDEN / f"fleet_{name}.csv").read_text()
+    counted, h = wrapped(lk)  # pruning on the object store too: one host's objects only
+    assert lake.run(counted, "leaks", {"host": "ci-03"}).num_rows == 9
+    assert sorted(p.split("/lake/", 1)[1] for p in h.opened if not p.endswith(lake.MARKER)) == [
+        "leaks/host=ci-03/date=2026-12-08/ctr_sample.parquet",
+        "snapshots/host=ci-03/date=2026-12-08/ctr_sample.parquet"]
 
 
 def test_s3_cli(fleet: Path, s3_env: str, s3_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
