@@ -54,4 +54,3 @@ class LakeError(SnapperError):
 
 class QuarantineError(SnapperError):
     """The reclaim quarantine or its journal is unusable, or a move cannot be done or undone."""
-
