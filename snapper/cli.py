@@ -862,6 +862,73 @@ def reclaim_purge(
               f"({human_bytes(res.purged_bytes)} planned), filesystem freed {human_bytes(res.freed_bytes)}")
 
 
+lake_app = typer.Typer(name="lake", no_args_is_help=True, rich_markup_mode=None,
+                       help="The fleet lake: push snapshots to a shared store (local or s3://), query all hosts.")
+app.add_typer(lake_app)
+LakeOpt = Annotated[str, typer.Option("--lake", help="lake URL: a local path or s3://bucket/prefix")]
+S3EndpointOpt = Annotated[str | None, typer.Option("--s3-endpoint", help="S3-compatible endpoint, e.g. "
+                                                   "http://minio:9000 (default: $AWS_ENDPOINT_URL)")]
+
+
+@lake_app.command("push")
+def lake_push(
+    snapshots: Annotated[list[Path], typer.Argument(help="snapshot dirs or series dirs")],
+    lake_url: LakeOpt,
+    files: Annotated[bool, typer.Option("--files", help="also push the full files table")] = False,
+    s3_endpoint: S3EndpointOpt = None,
+) -> None:
+    """Push snapshots into the lake (idempotent, resumable: rerun after a failure).
+
+    Examples:
+      snapper lake push snapshots/myhost --lake /srv/lake
+      snapper lake push SNAP --lake s3://fleet/snapper --s3-endpoint http://minio:9000
+    """
+    from snapper import lake
+
+    snaps = _bind_args(snapshots)
+    target = _run(lambda: lake.open_lake(lake_url, s3_endpoint))
+    for res in _run(lambda: lake.push(target, snaps, files)):
+        counts = {s: sum(1 for w in res.files if w.status == s) for s in ("written", "replaced", "unchanged")}
+        print(f"{res.host}/{res.snapshot}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+              + f", {sum(w.bytes for w in res.files)} bytes" + (f", {res.cleaned} partial(s) removed"
+                                                                 if res.cleaned else ""))
+
+
+@lake_app.command("query")
+def lake_query(
+    name: Annotated[str, typer.Argument(help="fleet query: leaks | leak_bytes | mechanisms | leak_rate")],
+    lake_url: LakeOpt,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v (repeatable)")] = None,
+    format: FormatOpt = "table",
+    s3_endpoint: S3EndpointOpt = None,
+    engine: Annotated[str, typer.Option("--engine", help="duckdb | spark (pyspark)")] = "duckdb",
+    master: Annotated[str, typer.Option("--spark-master", help="Spark master URL")] = "local[*]",
+) -> None:
+    """Run a fleet query (queries/fleet/*.sql) on the lake with DuckDB, or Spark.
+
+    Examples:
+      snapper lake query leaks --lake /srv/lake
+      snapper lake query leak_bytes --lake s3://fleet/snapper -p host=ci-07 -f csv
+      snapper lake query mechanisms --lake /srv/lake --engine spark --spark-master spark://head:7077
+    """
+    from snapper import lake
+    from snapper.render import render_table
+
+    _check_format(format)
+    if engine not in ("duckdb", "spark"):
+        _fail(UsageError(f"--engine {engine}", "unknown engine", "use duckdb or spark"))
+    given: dict[str, str] = {}
+    for kv in param or []:
+        k, sep, v = kv.partition("=")
+        if not sep:
+            _fail(UsageError(f"--param {kv}", "not of the form k=v", "e.g. --param host=ci-07"))
+        given[k] = v
+    target = _run(lambda: lake.open_lake(lake_url, s3_endpoint))
+    table = _run(lambda: lake.run_spark(target, name, given, master) if engine == "spark"
+                 else lake.run(target, name, given))
+    render_table(table, format, title=f"fleet {name}")
+
+
 def main() -> None:
     try:
         app(prog_name="snapper")

@@ -48,6 +48,10 @@ class ReclaimError(SnapperError):
     """A reclaim plan is unreadable or cannot be applied here (another host or data root, a daemon running)."""
 
 
+class LakeError(SnapperError):
+    """The fleet lake is unreachable, of another schema version, or a push or query on it failed."""
+
+
 class QuarantineError(SnapperError):
     """The reclaim quarantine or its journal is unusable, or a move cannot be done or undone."""
 

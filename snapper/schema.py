@@ -533,3 +533,69 @@ def markdown() -> str:
             out.append(f"| `{name}` | {shown} | {desc.replace('|', '/')} |")
         out.append("")
     return "\n".join(out)
+
+
+# --- the fleet lake (snapper.lake): small per-snapshot tables, hive-partitioned by host and date ------------
+# A lake file is <table>/host=<host>/date=<yyyy-mm-dd>/<snapshot>.parquet; host and date come from the path
+# (LAKE_PARTITIONS), not from the file. The lake has its own major version, checked before any read or write.
+
+LAKE_VERSION = 1
+LAKE_PARTITIONS = pa.schema([pa.field("host", _STR), pa.field("date", _STR)])
+_SNAP = ("snapshot", _STR, "snapshot id: the name of the snapshot dir")
+
+LAKE_SNAPSHOTS = Table(
+    "snapshots",
+    "One row per pushed snapshot, written last: a snapshot is in the lake once this row is.",
+    (
+        _SNAP,
+        ("started_ns", _I64, "collect start (ns since epoch)"),
+        ("started_utc", _STR, "collect start, ISO 8601 UTC"),
+        ("engine_version", _STR, "dockerd version from the engine API (null when the API was not asked)"),
+        ("data_root", _STR, "the data root collected"),
+        ("daemon_running", _BOOL, "a daemon served the data root during the collect"),
+        ("daemon_started_utc", _STR, "when that daemon started (null when unknown)"),
+        ("fs_used_bytes", _I64, "statvfs used bytes of the data root's filesystem"),
+        ("fs_total_bytes", _I64, "statvfs total bytes"),
+        ("tool_version", _STR, "snapper version that collected the snapshot"),
+        ("schema", _STR, "snapshot schema version.minor"),
+    ),
+    since=2,
+)
+
+LAKE_LEAKS = Table(
+    "leaks",
+    "The snapshot's `leaks` query (default grace): leaked overlay2 dirs and containerd dirs, blobs, ingests.",
+    (
+        _SNAP,
+        ("store", _STR, "overlay2, or the containerd store"),
+        ("layer_id", _STR, "overlay2 dir, containerd snapshot id, blob digest or ingest dir"),
+        ("bytes", _I64, "allocated bytes"),
+        ("files", _I64, "entries"),
+        ("mechanism", _STR, "how it leaked"),
+        ("self_heals", _BOOL, "the engine frees it by itself"),
+        ("created", _STR, "created, ISO 8601 UTC"),
+        ("evidence", _STR, "why it is called leaked"),
+        ("apparent_bytes", _I64, "apparent bytes"),
+        ("name_class", _STR, "kind of dir"),
+    ),
+    since=2,
+)
+
+LAKE_RECONCILIATION = Table(
+    "reconciliation",
+    "The snapshot's `reconciliation` query: bytes and dirs per verdict and the other items of where the disk went.",
+    (
+        _SNAP,
+        ("item", _STR, "filesystem used | overlay2 on disk | live | leaked | in-flight | unknown | ..."),
+        ("bytes", _I64, "bytes"),
+        ("dirs", _I64, "dirs (null for items that are not dirs)"),
+    ),
+    since=2,
+)
+
+LAKE_ERRORS = Table("errors", "The snapshot's errors table.",
+                    (_SNAP, *ERRORS.columns), since=2)
+LAKE_FILES = Table("files", "The snapshot's files table (only with `lake push --files`).",
+                   (_SNAP, *FILES.columns), since=2)
+
+LAKE_TABLES: tuple[Table, ...] = (LAKE_FILES, LAKE_LEAKS, LAKE_RECONCILIATION, LAKE_ERRORS, LAKE_SNAPSHOTS)
