@@ -159,14 +159,44 @@ def _crash_build(eng: Engine, tmp: Path) -> None:
     kill_when(eng, ["build", "--network", "none", "-t", "built:1", str(ctx)], writing, buildkit=True)
 
 
-@pytest.mark.parametrize("crash", [_crash_commit, _crash_build], ids=["commit", "buildkit-run"])
+def _crash_rmi(eng: Engine, tmp: Path) -> None:
+    """``docker rmi`` of a 3-layer image killed while its snapshots are being removed."""
+    _remove_killed(eng, ["rmi", "big:1"])
+
+
+def _crash_prune(eng: Engine, tmp: Path) -> None:
+    """``docker system prune -af`` killed while the snapshots of an unused image are being removed."""
+    _remove_killed(eng, ["system", "prune", "-af"])
+
+
+def _remove_killed(eng: Engine, args: list[str]) -> None:
+    from .images import make_image_tar
+
+    make_image_tar(eng.base / "big.tar", "big:1", [8000, 8000, 8000], "r")
+    snaps = _store(eng) / SNAPSHOTTER / "snapshots"
+    for _ in range(3):  # a delete faster than the poll is done again (the daemon was not killed)
+        eng.docker("load", "-i", str(eng.base / "big.tar"))
+        eng.docker("rm", "-f", eng.docker("create", "--network", "none", "big:1", "/x").stdout.strip())  # unpacked
+        before = set(os.listdir(snaps))
+        try:
+            kill_when(eng, args, lambda: len(set(os.listdir(snaps)) & before) < len(before))
+            return
+        except AssertionError as e:
+            if "before the crash point" not in str(e):
+                raise
+    pytest.fail(f"the crash point of docker {' '.join(args)} was never reached")
+
+
+@pytest.mark.parametrize("crash", [_crash_commit, _crash_build, _crash_rmi, _crash_prune],
+                         ids=["commit", "buildkit-run", "rmi", "prune"])
 def test_crash_verdicts_with_containerd_as_referee(c8d_engine: Engine, crash: Any, tmp_path: Path) -> None:
     """After the crash, stopped and right after the restart, snapper's leaks with default options are what
     containerd frees once the leases snapper called dead are deleted (its GC runs on that delete and cleans
     the snapshotter and the content store); nothing live goes, and the engine still builds and runs."""
     eng = c8d_engine
     import_busybox(eng)
-    eng.docker("create", "--name", "keep", "--network", "none", "bb:base")
+    # running, so that a prune keeps it and its image (the crash stops it; it is started again at the end)
+    eng.docker("run", "-d", "--name", "keep", "--stop-timeout", "1", "--network", "none", "bb:base", "sleep", "600")
     live = _items(eng)
     crash(eng, tmp_path)
     stopped = _collect(eng, tmp_path / "stopped")
@@ -181,9 +211,12 @@ def test_crash_verdicts_with_containerd_as_referee(c8d_engine: Engine, crash: An
             if r["class"] == "dead"]
     for ns, lease in dead:
         _ctr(eng, "-n", ns, "leases", "rm", "--sync", lease)
-    if not dead:  # nothing to delete: make the GC clean the snapshotter and the content store anyway
-        _ctr(eng, "-n", "moby", "leases", "create", "--id", "referee")
-        _ctr(eng, "-n", "moby", "leases", "rm", "--sync", "referee")
+    # a snapshot removal marks the snapshotter dirty: its GC pass then runs Cleanup (dirs and records no
+    # meta.db snapshot names) even when no dead lease held anything
+    _ctr(eng, "-n", "moby", "snapshots", "prepare", "referee")
+    _ctr(eng, "-n", "moby", "snapshots", "rm", "referee")
+    _ctr(eng, "-n", "moby", "leases", "create", "--id", "referee")
+    _ctr(eng, "-n", "moby", "leases", "rm", "--sync", "referee")
     freed = on_disk - (_items(eng) | _ingests(eng))
     held = {k for k, r in running.items() if r["mechanism"] in ("ctr-dead-lease", "ctr-orphan-writable-snapshot")}
     assert held <= freed  # every dir and blob snapper said a dead lease holds, containerd freed with the lease
