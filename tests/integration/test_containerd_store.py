@@ -179,7 +179,7 @@ def _remove_killed(eng: Engine, args: list[str]) -> None:
         eng.docker("rm", "-f", eng.docker("create", "--network", "none", "big:1", "/x").stdout.strip())  # unpacked
         before = set(os.listdir(snaps))
         try:
-            kill_when(eng, args, lambda: len(set(os.listdir(snaps)) & before) < len(before))
+            kill_when(eng, args, lambda b=before: len(set(os.listdir(snaps)) & b) < len(b))  # type: ignore[misc]
             return
         except AssertionError as e:
             if "before the crash point" not in str(e):
