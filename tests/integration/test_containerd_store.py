@@ -123,7 +123,8 @@ def test_load_crash_leaks_exactly_what_the_dead_lease_holds(c8d_engine: Engine, 
 def _rows(snapshot: Path, query: str) -> list[dict[str, Any]]:
     from snapper import catalog
 
-    return catalog.run(verdict.bound(str(snapshot)), query, {}).to_pylist()
+    rows: list[dict[str, Any]] = catalog.run(verdict.bound(str(snapshot)), query, {}).to_pylist()
+    return rows
 
 
 def _ingests(eng: Engine) -> set[str]:
@@ -178,8 +179,12 @@ def _remove_killed(eng: Engine, args: list[str]) -> None:
         eng.docker("load", "-i", str(eng.base / "big.tar"))
         eng.docker("rm", "-f", eng.docker("create", "--network", "none", "big:1", "/x").stdout.strip())  # unpacked
         before = set(os.listdir(snaps))
+
+        def removing(b: set[str] = before) -> bool:
+            return len(set(os.listdir(snaps)) & b) < len(b)
+
         try:
-            kill_when(eng, args, lambda b=before: len(set(os.listdir(snaps)) & b) < len(b))  # type: ignore[misc]
+            kill_when(eng, args, removing)
             return
         except AssertionError as e:
             if "before the crash point" not in str(e):
