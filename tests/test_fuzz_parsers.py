@@ -41,7 +41,7 @@ from snapper.collect import CollectOptions, collect
 from snapper.metadata import Rows
 from snapper.metadata.api import collect_api
 from snapper.metadata.buildkit import read_leases, read_records, read_residue, read_snapshot_keys
-from snapper.metadata.containerd import META, SNAPSHOTTER, read_meta, read_meta_leases, read_snapshotter, store_roots
+from snapper.metadata.containerd import META, SNAPSHOTTER, lease_rows, read_meta, read_snapshotter, store_roots
 from snapper.metadata.containers import read_containers
 from snapper.metadata.imagedb import read_images, read_tags
 from snapper.metadata.layerdb import HEX64, read_chains, read_mounts, read_write_sets
@@ -526,13 +526,12 @@ def read_all_bolt(root: Path) -> list[tuple[Table, Rows, Rows]]:
     rows, errors = read_leases(root, "buildkit/containerdmeta.db", "leases")
     out.append((LEASES, rows, errors))
     stores = store_roots(root, False)
-    rows, errors = read_meta_leases(stores)
-    out.append((LEASES, rows, errors))
     rows, errors = read_snapshotter(stores)
     out.append((CONTAINERD_SNAPSHOTS, rows, errors))
     for path, label in stores:
         objects, labels, held, errors, _status = read_meta(path, label)
-        out += [(CTR_OBJECTS, objects, errors), (CTR_LABELS, labels, []), (CTR_LEASE_RESOURCES, held, [])]
+        out += [(CTR_OBJECTS, objects, errors), (CTR_LABELS, labels, []), (CTR_LEASE_RESOURCES, held, []),
+                (LEASES, lease_rows(label, objects, labels, held), [])]
     rows, errors = read_residue(root, "overlay2")
     out.append((RESIDUE, rows, errors))
     return out

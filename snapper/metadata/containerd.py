@@ -34,8 +34,8 @@ def uvarint(data: bytes) -> int | None:
     return None
 
 
-def _text(b: bytes | None) -> str | None:
-    return b.decode("utf-8", "replace") if b else None
+def _text(b: bytes | Bucket | None) -> str | None:
+    return b.decode("utf-8", "replace") if isinstance(b, bytes) and b else None
 
 
 SYSTEM_ROOT = Path("/var/lib/containerd")
@@ -70,7 +70,7 @@ def store_roots(root: Path, containerd_store: bool, extra: tuple[str, ...] = ())
     return found
 
 
-def go_time_ns(raw: bytes | None) -> int | None:
+def go_time_ns(raw: bytes | Bucket | None) -> int | None:
     """A Go ``time.Time`` as MarshalBinary writes it (containerd's createdat/updatedat) -> ns since epoch."""
     if not isinstance(raw, bytes) or len(raw) < 15 or raw[0] not in (1, 2):
         return None
@@ -124,7 +124,7 @@ def read_snapshotter(stores: list[tuple[Path, str]]) -> tuple[Rows, Rows]:
                     rec: dict[str, Any] = {"store": label, "backend_key": backend,
                            "namespace": parts[0] if len(parts) == 3 else None,
                            "key": parts[2] if len(parts) == 3 else backend, "snapshot_id": sid, "kind": kind,
-                           "parent_key": _text(parent) if isinstance(parent, bytes) else None,
+                           "parent_key": _text(parent),
                            "dir": None, "dir_exists": False}
                     if sid is not None:
                         records[sid] = rec
@@ -151,31 +151,30 @@ def read_snapshotter(stores: list[tuple[Path, str]]) -> tuple[Rows, Rows]:
     return rows, errors
 
 
-def read_meta_leases(stores: list[tuple[Path, str]]) -> tuple[Rows, Rows]:
-    """Leases of every containerd meta.db (the managed one and, in containerd-store mode, the system one)."""
-    from snapper.metadata.buildkit import read_leases
-
+def lease_rows(label: str, objects: Rows, labels: Rows, held: Rows) -> Rows:
+    """The ``leases`` table rows of one meta.db (a row per held snapshot, one row for a lease holding none),
+    from what :func:`read_meta` read: the file is read once."""
+    expire = {(lb["namespace"], lb["key"]): lb["value"] for lb in labels
+              if lb["type"] == "lease" and lb["label"] == "containerd.io/gc.expire"}
+    snaps: dict[tuple[str, str], list[tuple[str | None, str | None]]] = {}
+    for h in held:
+        if h["type"] == "snapshot":
+            snaps.setdefault((h["namespace"], h["lease_id"]), []).append((h["snapshotter"], h["key"]))
     rows: Rows = []
-    errors: Rows = []
-    for store, label in stores:
-        if not (store / META).exists():
+    for o in objects:
+        if o["type"] != "lease":
             continue
-        r, e = read_leases(store, META, "containerd_leases")
-        for row in r:
-            row["db"] = f"{label}/{META}"
-        rows += r
-        errors += e
-    return rows, errors
+        k = (o["namespace"], o["key"])
+        for snapshotter, key in snaps.get(k) or [(None, None)]:
+            rows.append({"db": f"{label}/{META}", "namespace": k[0], "lease_id": k[1], "snapshotter": snapshotter,
+                         "snapshot_key": key, "expire": expire.get(k)})
+    return rows
 
 
 # --- meta.db: every object, its labels, and what leases hold ----------------------------------------------
 
 _OBJECT_BUCKETS = (("images", "image"), ("containers", "container"), ("leases", "lease"),
                    ("sandboxes", "sandbox"))
-
-
-def _s(raw: bytes | Bucket | None) -> str | None:
-    return clean_text(raw.decode("utf-8", "replace")) if isinstance(raw, bytes) and raw else None
 
 
 def read_meta(store: Path, label: str) -> tuple[Rows, Rows, Rows, Rows, str]:
@@ -196,8 +195,8 @@ def read_meta(store: Path, label: str) -> tuple[Rows, Rows, Rows, Rows, str]:
         return objects, labels, held, errors, f"error: {errors[-1]['message'] if errors else 'unreadable'}"
 
     def add(ns: str, typ: str, key: str, b: Bucket, snapshotter: str | None = None, **extra: Any) -> None:
-        created = go_time_ns(b.get(b"createdat") if isinstance(b.get(b"createdat"), bytes) else None)  # type: ignore[arg-type]
-        updated = go_time_ns(b.get(b"updatedat") if isinstance(b.get(b"updatedat"), bytes) else None)  # type: ignore[arg-type]
+        created = go_time_ns(b.get(b"createdat"))
+        updated = go_time_ns(b.get(b"updatedat"))
         expire = None
         lb = b.bucket(b"labels")
         for name, value in lb.items() if lb is not None else []:
@@ -229,9 +228,10 @@ def read_meta(store: Path, label: str) -> tuple[Rows, Rows, Rows, Rows, str]:
                     key = clean_text(k.decode("utf-8", "replace"))
                     if typ == "image":
                         tb = b.bucket(b"target")
-                        add(ns, typ, key, b, target=_s(tb.get(b"digest")) if tb is not None else None)
+                        add(ns, typ, key, b, target=_text(tb.get(b"digest")) if tb is not None else None)
                     elif typ == "container":
-                        add(ns, typ, key, b, snapshotter=_s(b.get(b"snapshotter")), target=_s(b.get(b"snapshotKey")))
+                        add(ns, typ, key, b, snapshotter=_text(b.get(b"snapshotter")),
+                            target=_text(b.get(b"snapshotKey")))
                     else:
                         add(ns, typ, key, b)
                     if typ == "lease":
@@ -244,7 +244,7 @@ def read_meta(store: Path, label: str) -> tuple[Rows, Rows, Rows, Rows, str]:
                 for k, b in ssb.items():
                     if isinstance(b, Bucket):
                         add(ns, "snapshot", clean_text(k.decode("utf-8", "replace")), b, snapshotter=ss,
-                            target=_s(b.get(b"name")), parent=_s(b.get(b"parent")))
+                            target=_text(b.get(b"name")), parent=_text(b.get(b"parent")))
             cb = nsb.bucket(b"content")
             blobs = cb.bucket(b"blob") if cb is not None else None
             for k, b in blobs.items() if blobs is not None else []:
@@ -257,9 +257,9 @@ def read_meta(store: Path, label: str) -> tuple[Rows, Rows, Rows, Rows, str]:
                 if isinstance(b, Bucket):
                     ea = b.get(b"expireat")
                     ref = b.get(b"ref")
-                    add(ns, "ingest", clean_text(k.decode("utf-8", "replace")), b, target=_s(b.get(b"expected")),
+                    add(ns, "ingest", clean_text(k.decode("utf-8", "replace")), b, target=_text(b.get(b"expected")),
                         parent=hashlib.sha256(ref).hexdigest() if isinstance(ref, bytes) and ref else None,
-                        expire_ns=go_time_ns(ea) if isinstance(ea, bytes) else None)
+                        expire_ns=go_time_ns(ea))
     except BoltError as e:
         errors.append(error_row("ctr_objects", f"{label}/{META}", "parse", e, str(e)))
         return [], [], [], errors, f"error: {e}"
@@ -333,7 +333,7 @@ def read_content(store: Path, label: str) -> tuple[Rows, Rows, str]:
 def find_containerd(store: Path) -> tuple[int | None, int | None]:
     """(pid, start ns) of the containerd process serving ``store`` (``--root``/``-root`` on its command line,
     ``root = ...`` in its ``--config`` file, else the default /var/lib/containerd); (None, None) if none runs."""
-    from snapper.docker_root import _cmdline, process_start_ns
+    from snapper.docker_root import _cmdline, _flag_values, process_start_ns
 
     want = os.path.realpath(store)
     try:
@@ -344,14 +344,9 @@ def find_containerd(store: Path) -> tuple[int | None, int | None]:
         args = _cmdline(pid)
         if not args or os.path.basename(args[0]) != "containerd":
             continue
-        root = None
-        for i, a in enumerate(args):
-            if a in ("--root", "-root", "-r") and i + 1 < len(args):
-                root = args[i + 1]
-            elif a.startswith("--root="):
-                root = a.split("=", 1)[1]
-            elif a in ("--config", "-c") and i + 1 < len(args) and root is None:
-                root = _config_root(args[i + 1])
+        roots = _flag_values(args, "--root", "-root", "-r")
+        configs = _flag_values(args, "--config", "-c")
+        root = roots[-1] if roots else _config_root(configs[-1]) if configs else None
         if os.path.realpath(root or str(SYSTEM_ROOT)) == want:
             return pid, process_start_ns(pid)
     return None, None

@@ -8,6 +8,7 @@ content store (``snapper.metadata.containerd``). Its verdicts are ``queries/ctr_
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,9 @@ from snapper.metadata import Rows
 from snapper.metadata.containerd import (
     SNAPSHOTTER,
     find_containerd,
+    lease_rows,
     read_content,
     read_meta,
-    read_meta_leases,
     read_snapshotter,
     store_roots,
 )
@@ -43,16 +44,8 @@ class ContainerdStore:
     name = "containerd"
 
     def collect(self, ctx: CollectContext) -> dict[str, Any]:
-        import time
-
         t = time.time()
         stores = store_roots(ctx.root, ctx.layout.containerd_store, ctx.containerd_roots)
-        leases, e = read_meta_leases(stores)
-        ctx.errors += e
-        snaps, e = read_snapshotter(stores)
-        ctx.errors += e
-        ctx.writer.write_rows(LEASES, leases)
-        ctx.writer.write_rows(CONTAINERD_SNAPSHOTS, snaps)
         dirs = _collect_containerd(ctx.writer, stores, ctx.daemon_started_ns, ctx.errors)
         ctx.durations["containerd_metadata_s"] = round(time.time() - t, 3)
         t = time.time()
@@ -65,12 +58,14 @@ class ContainerdStore:
 
 def _collect_containerd(writer: SnapshotWriter, stores: list[tuple[Path, str]], docker_started_ns: int | None,
                         errors: Rows) -> Rows:
-    """meta.db objects, labels and lease contents, the content store, and one ctr_stores row per store.
-    A managed store (dockerd's own containerd) takes dockerd's start: its leases belong to dockerd's
-    operations, which die with dockerd."""
+    """meta.db objects, labels and leases with what they hold, the snapshotter's records, the content store,
+    and one ctr_stores row per store. A managed store (dockerd's own containerd) takes dockerd's start: its
+    leases belong to dockerd's operations, which die with dockerd."""
     objects: Rows = []
     labels: Rows = []
     held: Rows = []
+    leases: Rows = []
+    snaps: Rows = []
     content: Rows = []
     store_rows: Rows = []
     for path, label in stores:
@@ -78,7 +73,13 @@ def _collect_containerd(writer: SnapshotWriter, stores: list[tuple[Path, str]], 
         objects += o
         labels += lb
         held += h
+        leases += lease_rows(label, o, lb, h)
         errors += e
+        records, e = read_snapshotter([(path, label)])
+        snaps += records
+        errors += e
+        snap_status = "missing" if not (path / SNAPSHOTTER / "metadata.db").exists() else next(
+            (f"error: {r['message']}" for r in e), "ok")
         c, e, content_status = read_content(path, label)
         content += c
         errors += e
@@ -87,14 +88,11 @@ def _collect_containerd(writer: SnapshotWriter, stores: list[tuple[Path, str]], 
             pid, started = None, docker_started_ns
         else:
             pid, started = find_containerd(path)
-        snap_db = path / SNAPSHOTTER / "metadata.db"
-        snap_status = "missing" if not snap_db.exists() else next(
-            (f"error: {r['message']}" for r in errors
-             if r["source"] == "containerd_snapshots" and str(r["object"]).endswith(f"{SNAPSHOTTER}/metadata.db")
-             and str(r["object"]).startswith(label if managed else str(path))), "ok")
         store_rows.append({"store": label, "path": str(path), "kind": "managed" if managed else "system",
                            "pid": pid, "started_ns": started, "meta_status": meta_status,
                            "snapshotter_status": snap_status, "content_status": content_status})
+    writer.write_rows(LEASES, leases)
+    writer.write_rows(CONTAINERD_SNAPSHOTS, snaps)
     writer.write_rows(CTR_STORES, store_rows)
     writer.write_rows(CTR_OBJECTS, objects)
     writer.write_rows(CTR_LABELS, labels)
