@@ -630,7 +630,7 @@ def test_bolt_databases_hostile_values(trees: dict[str, Tree], snapshot_dirs: li
         results = read_all_bolt(root)
     for table, rows, errors in results:
         check(table, rows, errors)
-    ctr = results[4][1]
+    ctr = next(rows for table, rows, _ in results if table is CONTAINERD_SNAPSHOTS)
     assert len([r for r in ctr if r["dir_exists"]]) == len(snapshot_dirs)
 
 
