@@ -83,6 +83,23 @@ def _pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
+def _with_descendants(pids: Iterable[int]) -> set[int]:
+    """pids and every live process below them in the parent tree."""
+    found = set(pids)
+    children: dict[int, list[int]] = {}
+    for pid in _pids():
+        st = _stat(pid)
+        if st is not None:
+            children.setdefault(st[1], []).append(pid)
+    todo = list(found)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 def _alive(pid: int) -> bool:  # exists and is not a zombie
     st = _stat(pid)
     return st is not None and st[0] not in ("Z", "X")
@@ -255,13 +272,40 @@ class Engine:
         """Simulate a daemon crash: SIGKILL dockerd, then its containerd and this engine's shims and their
         container processes; reap them all and wait until their pids are gone, so that a restart works."""
         pid = self.pid()
-        procs = self.engine_pids()  # dockerd, containerd, shims: read while their command lines exist
+        # dockerd, containerd, shims and their descendants, read while the tree is intact: once dockerd is
+        # gone, a BuildKit RUN step's container process is re-parented and could no longer be told apart.
+        procs = _with_descendants(self.engine_pids())
         if pid is not None:
             os.kill(pid, signal.SIGKILL)  # dockerd first, as in a crash
         self._kill_and_wait(procs)
-        stragglers = self.engine_pids()
+        stragglers = self.engine_pids() + self.pids_using_mounts()
         if stragglers:
             self._kill_and_wait(stragglers)
+
+    def pids_using_mounts(self) -> list[int]:
+        """Processes whose root or working directory is on a mount under base (a container's rootfs):
+        what ``fuser -m`` would name, found by device number."""
+        devs = set()
+        for mp in mounts_under(self.base):
+            with contextlib.suppress(OSError):
+                devs.add(os.stat(mp).st_dev)
+        # A bind mount (dockerd binds its overlay2 home) shares the device of the file system it comes from,
+        # which is every other process's too: only devices of their own (overlay, tmpfs) tell anything.
+        for shared in ("/", self.base):
+            with contextlib.suppress(OSError):
+                devs.discard(os.stat(shared).st_dev)
+        found = []
+        if devs:
+            for pid in _pids():
+                for link in ("root", "cwd"):
+                    try:
+                        dev = os.stat(f"/proc/{pid}/{link}").st_dev
+                    except OSError:
+                        continue
+                    if dev in devs and pid != os.getpid() and _alive(pid):
+                        found.append(pid)
+                        break
+        return found
 
     def pid(self) -> int | None:
         """The pid from the pid file if that process is alive and is this engine's dockerd."""
@@ -342,18 +386,7 @@ class Engine:
 
     def _kill_and_wait(self, pids: Iterable[int], timeout: float = 30) -> None:
         """SIGKILL pids and all their descendants (container processes under a shim), reap, wait."""
-        victims = set(pids)
-        children: dict[int, list[int]] = {}
-        for pid in _pids():
-            st = _stat(pid)
-            if st is not None:
-                children.setdefault(st[1], []).append(pid)
-        todo = list(victims)
-        while todo:
-            for child in children.get(todo.pop(), []):
-                if child not in victims:
-                    victims.add(child)
-                    todo.append(child)
+        victims = _with_descendants(pids)
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -206,6 +206,7 @@ def test_buildkit_run_crash_collect_changes_nothing(fresh_engine: EngineFactory,
 
     kill_when(eng, ["build", "--network", "none", "-t", "bkrun:1", str(ctx)], running_step, timeout=120,
               buildkit=True)
+    assert not eng.pids_using_mounts(), "the crashed RUN step's process outlived the crash"
     eng.start()
     state = _dirs(eng)
     assert any(len(d) == 25 for d in set(state) - before), "the crashed step's dir is not there after the restart"
