@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from snapper import quarantine, reclaim, verdict
 from snapper.cli import app
 from snapper.collect import CollectOptions, collect
+from snapper.docker_root import find_daemons
 from snapper.errors import ReclaimError, UsageError
 from tests.synthetic import Standard, SyntheticRoot, build_standard, can_mount, mounted
 
@@ -199,6 +200,10 @@ def test_daemon_rules(std: Standard, tmp_path: Path) -> None:
     fake = subprocess.Popen(["dockerd", "-c", "sleep 60; true", "--data-root", str(std.root)],
                             executable="/bin/sh")
     try:
+        deadline = time.monotonic() + 10  # the stand-in is visible once its exec is done
+        while fake.pid not in {d.pid for d in find_daemons(std.root.resolve())}:
+            assert fake.poll() is None and time.monotonic() < deadline, "the stand-in dockerd is not found"
+            time.sleep(0.05)
         with pytest.raises(ReclaimError, match="dockerd is running"):
             reclaim.apply(path, stopped_only=True)
         res = {o.layer_id: o for o in reclaim.apply(path).outcomes}
