@@ -313,6 +313,17 @@ def push(lake: Lake, snaps: Sequence[Snapshot], files: bool = False) -> list[Pus
     return [push_snapshot(lake, s, files) for s in snaps]
 
 
+def push_collected(lake: Lake, path: Path, files: bool = False) -> PushResult:
+    """Push a snapshot just collected (``collect --push``); a failure names the command that finishes it."""
+    from snapper.snapshot import open_snapshot
+
+    try:
+        return push(lake, [open_snapshot(path)], files)[0]
+    except LakeError as exc:
+        again = f"snapper lake push {path} --lake {lake.url}" + (" --files" if files else "")
+        raise LakeError(exc.obj, exc.problem, f"the snapshot is kept: rerun `{again}`") from exc
+
+
 # --- query -------------------------------------------------------------------------------------------------
 
 def fleet_dir() -> Path:

@@ -415,3 +415,91 @@ def test_s3_missing_bucket_is_one_line(fleet: Path, s3_env: str) -> None:
     assert res.exit_code == 1, res.output
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"snapper: error: {url}") and "Traceback" not in res.output
+
+
+# --- collect --push and the README's systemd units ---------------------------------------------------------
+
+def readme_units() -> dict[str, dict[str, dict[str, list[str]]]]:
+    """The ```ini blocks of the README's collect section: unit name -> section -> key -> values."""
+    section = (REPO / "README.md").read_text().split("### `snapper collect", 1)[1].split("\n### ", 1)[0]
+    units: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for block in section.split("```ini\n")[1:]:
+        text = block.split("```", 1)[0]
+        name = text.splitlines()[0].removeprefix("# ").rsplit("/", 1)[1]
+        unit: dict[str, dict[str, list[str]]] = {}
+        current: dict[str, list[str]] = {}
+        for line in text.splitlines()[1:]:
+            if line.startswith("[") and line.endswith("]"):
+                current = unit.setdefault(line[1:-1], {})
+            elif "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                current.setdefault(k, []).append(v)
+        units[name] = unit
+    return units
+
+
+def test_readme_systemd_units_run(s3_env: str, s3_server: str, tmp_path: Path) -> None:
+    import shlex
+    import subprocess
+    import sys
+
+    from tests.synthetic import build_standard
+
+    units = readme_units()
+    assert sorted(units) == ["snapper-push.service", "snapper-push.timer"]
+    service, timer = units["snapper-push.service"], units["snapper-push.timer"]
+    assert service["Service"]["Type"] == ["oneshot"] and len(service["Service"]["ExecStart"]) == 1
+    assert timer["Timer"]["OnCalendar"] == ["hourly"] and timer["Install"]["WantedBy"] == ["timers.target"]
+    argv = shlex.split(service["Service"]["ExecStart"][0])
+    assert argv[:2] == ["/usr/local/bin/snapper", "collect"]
+    root = build_standard(tmp_path / "docker", odd=False).root
+    before = sorted((p, p.lstat().st_mtime_ns) for p in root.rglob("*"))
+    subs = {"/var/lib/docker": str(root), "/var/lib/snapper/snapshots": str(tmp_path / "series"),
+            "s3://fleet/snapper": s3_env}
+    assert set(subs) <= set(argv), argv
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.update(kv.split("=", 1) for kv in service["Service"]["Environment"])
+    assert env["AWS_ENDPOINT_URL"] != s3_server
+    env["AWS_ENDPOINT_URL"] = s3_server  # the unit's endpoint, pointed at the test's server
+    for _ in range(2):  # the timer fires twice: a second snapshot (incremental), pushed too
+        proc = subprocess.run([sys.executable, "-m", "snapper.cli", *(subs.get(a, a) for a in argv[1:])],
+                              env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == "" and len(proc.stdout.splitlines()) == 1, (proc.stdout, proc.stderr)
+        snap = Path(proc.stdout.strip())
+        assert snap.parent.parent == tmp_path / "series" and (snap / "manifest.json").exists()
+    assert sorted((p, p.lstat().st_mtime_ns) for p in root.rglob("*")) == before  # read-only
+    lk = lake.open_lake(s3_env)
+    host = json.loads((snap / "manifest.json").read_text())["host"]
+    got = lake.run(lk, "leak_bytes")
+    assert got.column("host").to_pylist() == [host, host]
+    assert got.column("snapshot").to_pylist() == sorted(p.name for p in snap.parent.iterdir())
+    own = runner.invoke(app, ["leaks", str(snap), "-f", "json"])
+    assert own.exit_code == 0, own.output
+    assert sorted(r["layer_id"] for r in json.loads(own.output)) == sorted(
+        lake.run(lk, "leaks").column("layer_id").to_pylist())
+
+
+def test_collect_push_failure_keeps_the_snapshot(s3_env: str, tmp_path: Path) -> None:
+    from tests.synthetic import build_standard
+
+    root = build_standard(tmp_path / "docker", odd=False).root
+    out = tmp_path / "snap"
+    url = "s3://no-such-bucket-x/lake"
+    res = runner.invoke(app, ["collect", "--root", str(root), "--out", str(out), "--no-api", "--jobs", "1",
+                              "--push", url])
+    assert res.exit_code == 1, res.output
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"snapper: error: {url}"), res.stderr
+    assert f"rerun `snapper lake push {out} --lake {url}`" in err[0]
+    assert (out / "manifest.json").exists() and res.stdout.startswith(f"snapshot {out}\n")
+    res = runner.invoke(app, ["collect", "--root", str(root), "--out", str(tmp_path / "x"), "--files"])
+    assert res.exit_code == 2 and "only used with --push" in res.stderr and not (tmp_path / "x").exists()
+    res = runner.invoke(app, ["collect", "--root", str(root), "--out", str(tmp_path / "x"), "--push", "ftp://a/b"])
+    assert res.exit_code == 2 and "unsupported scheme" in res.stderr and not (tmp_path / "x").exists()
+    lk = str(tmp_path / "lake")
+    res = runner.invoke(app, ["collect", "--root", str(root), "--out", str(tmp_path / "y"), "--no-api", "-q",
+                              "--push", lk, "--files"])
+    assert res.exit_code == 0 and res.stdout == f"{tmp_path / 'y'}\n", res.output
+    assert lake.bind(lake.open_lake(lk)).sql("SELECT count(*) FROM files").fetchall()[0][0] \
+        == json.loads((tmp_path / "y/manifest.json").read_text())["rows"]["files"]
