@@ -952,6 +952,25 @@ def lake_query(
     render_table(table, format, title=f"fleet {name}")
 
 
+@lake_app.command("report")
+def lake_report(
+    lake_url: LakeOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write")],
+    s3_endpoint: S3EndpointOpt = None,
+) -> None:
+    """The fleet as one self-contained HTML page: hosts, leaked bytes over time, mechanisms by engine version,
+    leak rates around engine upgrades, top leaked prefixes.
+
+    Examples:
+      snapper lake report --lake /srv/lake --out fleet.html
+      snapper lake report --lake s3://fleet/snapper -o /var/www/fleet.html
+    """
+    from snapper import lake, lake_report
+
+    target = _run(lambda: lake.open_lake(lake_url, s3_endpoint))
+    print(_run(lambda: lake_report.write_report(target, out)))
+
+
 def main() -> None:
     try:
         app(prog_name="snapper")

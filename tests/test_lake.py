@@ -34,7 +34,10 @@ FLEET = {
     "ci-03": ["tests/data/ctr_sample"],
     "ci 04/x": ["tests/data/series/s3", "snapper/demo/sample"],  # a host name that needs escaping in a path
 }
-TABLES = ("leaks", "reconciliation", "errors", "snapshots")
+# (host, snapshot) -> engine version: ci-02 is upgraded from 20.10.24+dfsg1 between s2 and s3
+UPGRADED = {("ci-02", "s3"): "24.0.7", ("ci-02", "s4"): "24.0.7"}
+TABLES = ("leaks", "reconciliation", "errors", "prefixes", "snapshots")
+QUERIES = ["engine_upgrade", "leak_bytes", "leak_rate", "leaks", "mechanisms", "top_prefixes"]
 runner = CliRunner()
 
 
@@ -48,6 +51,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copytree(REPO / d, dst)
             m = json.loads((dst / "manifest.json").read_text())
             m["host"] = host
+            if (host, dst.name) in UPGRADED:
+                m["engine"]["engine_version"] = UPGRADED[host, dst.name]
             (dst / "manifest.json").write_text(json.dumps(m))
     return base
 
@@ -219,7 +224,7 @@ def test_files_only_with_the_flag(fleet: Path, tmp_path: Path) -> None:
     res = lake.push(lk, snap, files=True)
     assert [(w.table, w.status) for w in res[0].files] == [
         ("files", "written"), ("leaks", "unchanged"), ("reconciliation", "unchanged"), ("errors", "unchanged"),
-        ("snapshots", "unchanged")]
+        ("prefixes", "unchanged"), ("snapshots", "unchanged")]
     n = lake.bind(lk).sql("SELECT count(*) FROM files WHERE host = 'ci-01'").fetchall()[0][0]
     assert n == snap[0].manifest["rows"]["files"] == 20146
 
@@ -253,7 +258,8 @@ def test_interrupted_push_resumes(fleet: Path, tmp_path: Path) -> None:
     assert lake.bind(base).sql("SELECT count(*) FROM reconciliation").fetchall() == [(0,)]
     res = lake.push(base, snaps)
     assert [(w.table, w.status) for w in res[0].files] == [
-        ("leaks", "unchanged"), ("reconciliation", "written"), ("errors", "written"), ("snapshots", "written")]
+        ("leaks", "unchanged"), ("reconciliation", "written"), ("errors", "written"), ("prefixes", "written"),
+        ("snapshots", "written")]
     assert res[0].cleaned == 1
     clean = lake.open_lake(str(tmp_path / "clean"))
     lake.push(clean, snaps)
@@ -302,7 +308,7 @@ def test_partition_pruning(pushed: lake.Lake) -> None:
     assert hosts == {"ci-01", "ci-02", "ci-03", "ci%2004%2Fx"}
 
 
-@pytest.mark.parametrize("name", ["leaks", "leak_bytes", "mechanisms", "leak_rate"])
+@pytest.mark.parametrize("name", QUERIES)
 def test_golden_fleet_queries(pushed: lake.Lake, name: str) -> None:
     got = csv_of(lake.run(pushed, name))
     path = GOLDEN / f"fleet_{name}.csv"
@@ -316,10 +322,10 @@ def test_fleet_queries_have_headers_and_stay_out_of_the_catalogue() -> None:
     from snapper import catalog
 
     qs = lake.fleet_queries()
-    assert sorted(qs) == ["leak_bytes", "leak_rate", "leaks", "mechanisms"]
+    assert sorted(qs) == QUERIES
     for q in qs.values():
         assert q.path.parent == queries_dir() / "fleet" and q.description and q.why
-        assert set(q.requires) <= {"snapshots", "leaks", "reconciliation", "errors", "files"}
+        assert set(q.requires) <= {*TABLES, "files"}
     assert all(q.path.parent == queries_dir() for q in catalog.catalog().values())
 
 
@@ -332,13 +338,13 @@ def test_s3_push_query_idempotent_and_resumed(fleet: Path, s3_env: str, pushed: 
         lake.push(broken, snaps)
     assert len(listing(lk)) == 3  # marker, leaks and reconciliation of the first snapshot
     res = lake.push(lk, snaps)
-    assert [w.status for w in res[0].files] == ["unchanged", "unchanged", "written", "written"]
+    assert [w.status for w in res[0].files] == ["unchanged", "unchanged", "written", "written", "written"]
     first = listing(lk)
     res = lake.push(lk, snaps)
     assert {w.status for r in res for w in r.files} == {"unchanged"}
     assert listing(lk) == first
     assert listing(pushed) == first
-    for name in ("leaks", "leak_bytes", "mechanisms", "leak_rate"):
+    for name in QUERIES:
         assert csv_of(lake.run(lk, name)) == (GOLDEN / f"fleet_{name}.csv").read_text()
     counted, h = wrapped(lk)  # pruning on the object store too: one host's objects only
     assert lake.run(counted, "leaks", {"host": "ci-03"}).num_rows == 9
@@ -353,8 +359,8 @@ def test_s3_cli(fleet: Path, s3_env: str, s3_server: str, monkeypatch: pytest.Mo
                               "--s3-endpoint", s3_server])
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert [ln.split(", 0 unchanged")[0] for ln in lines] == ["ci-01/sample: 4 written, 0 replaced",
-                                                              "ci-03/ctr_sample: 4 written, 0 replaced"]
+    assert [ln.split(", 0 unchanged")[0] for ln in lines] == ["ci-01/sample: 5 written, 0 replaced",
+                                                              "ci-03/ctr_sample: 5 written, 0 replaced"]
     res = runner.invoke(app, ["lake", "query", "leaks", "--lake", s3_env, "--s3-endpoint", s3_server,
                               "-p", "host=ci-03", "-f", "json"])
     assert res.exit_code == 0, res.output
@@ -365,7 +371,7 @@ def test_s3_cli(fleet: Path, s3_env: str, s3_server: str, monkeypatch: pytest.Mo
 
 def test_readme_lake_commands_run(pushed: lake.Lake) -> None:
     readme = (REPO / "README.md").read_text()
-    section = readme.split("### `snapper lake push|query`", 1)[1].split("\n### ", 1)[0]
+    section = readme.split("### `snapper lake push|query", 1)[1].split("\n### ", 1)[0]
     cmds = [ln.split() for ln in section.splitlines()
             if ln.startswith("snapper lake query") and "/srv/lake" in ln and "[" not in ln]
     assert len(cmds) == 2
@@ -379,7 +385,7 @@ def test_readme_lake_commands_run(pushed: lake.Lake) -> None:
 def test_spark_local_gives_the_same_rows(pushed: lake.Lake) -> None:
     pyspark = pytest.importorskip("pyspark")
     try:
-        for name in ("leaks", "leak_bytes", "mechanisms", "leak_rate"):
+        for name in QUERIES:
             assert csv_of(lake.run_spark(pushed, name)) == (GOLDEN / f"fleet_{name}.csv").read_text(), name
         host = {"host": "ci 04/x"}  # a partition value that needs escaping in the path
         assert lake.run_spark(pushed, "leak_bytes", host).to_pylist() \
@@ -403,7 +409,7 @@ def test_a_different_file_is_replaced(fleet: Path, tmp_path: Path) -> None:
     t = pq.read_table(path)
     pq.write_table(t.slice(0, 2).replace_schema_metadata(None), path)  # another content, no digests
     res = runner.invoke(app, ["lake", "push", str(fleet / "h0"), "--lake", str(tmp_path / "lake")])
-    assert res.exit_code == 0 and res.output == "ci-01/sample: 0 written, 1 replaced, 3 unchanged, " \
+    assert res.exit_code == 0 and res.output == "ci-01/sample: 0 written, 1 replaced, 4 unchanged, " \
         f"{len(good)} bytes\n", res.output
     assert path.read_bytes() == good
     assert lake.run(lk, "leaks").num_rows == 7
