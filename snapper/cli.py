@@ -971,6 +971,35 @@ def lake_report(
     print(_run(lambda: lake_report.write_report(target, out)))
 
 
+@lake_app.command("compact")
+def lake_compact(
+    lake_url: LakeOpt,
+    before: Annotated[str | None, typer.Option("--before", help="merge files dated before this day, yyyy-mm-dd "
+                                               "(default: today, UTC)")] = None,
+    s3_endpoint: S3EndpointOpt = None,
+) -> None:
+    """Merge each host's small per-snapshot files into one file per table and month (atomic, idempotent; a
+    snapshot pushed again afterwards is not duplicated).
+
+    Examples:
+      snapper lake compact --lake /srv/lake
+      snapper lake compact --lake s3://fleet/snapper --before 2026-12-01
+    """
+    import re
+    from datetime import UTC, datetime
+
+    from snapper import lake, lake_compact
+
+    day = before or datetime.now(UTC).strftime("%Y-%m-%d")
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
+        _fail(UsageError(f"--before {day}", "not a day", "use yyyy-mm-dd, e.g. --before 2026-12-01"))
+    target = _run(lambda: lake.open_lake(lake_url, s3_endpoint))
+    res = _run(lambda: lake_compact.compact(target, day))
+    written = [g for g in res.groups if g.status == "written"]
+    print(f"merged {res.merged_files} files before {day} into {len(written)} compacted files "
+          f"({sum(g.bytes for g in written)} bytes), {len(res.groups) - len(written)} unchanged")
+
+
 def main() -> None:
     try:
         app(prog_name="snapper")

@@ -521,17 +521,19 @@ def run_spark(lake: Lake, name: str, params: Mapping[str, str] | None = None,
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     for t in LAKE_TABLES:
-        schema = pa.schema([*t.schema, *LAKE_PARTITIONS])
+        # the schema given, never inferred: a table dir emptied by `lake compact` has no file to infer it from
+        ddl = ", ".join(f"`{f.name}` {_spark_type(f.type)}" for f in pa.schema([*t.schema, *LAKE_PARTITIONS]))
         base = lake.path(t.name)
         if lake.fs.get_file_info(base).type == pafs.FileType.NotFound:
-            df = spark.createDataFrame([], ", ".join(f"`{f.name}` {_spark_type(f.type)}" for f in schema))
+            df = spark.createDataFrame([], ddl)
         else:
-            df = spark.read.option("basePath", _spark_path(lake, t.name)).parquet(_spark_path(lake, t.name))
+            df = spark.read.schema(ddl).option("basePath", _spark_path(lake, t.name)).parquet(
+                _spark_path(lake, t.name))
         df.createOrReplaceTempView(f"_lake_{t.name}")
         cmp = compacted_dataset(lake, t)
         if cmp is not None:
             path = _spark_path(lake, f"{COMPACTED}/{t.name}")
-            spark.read.option("basePath", path).parquet(path).createOrReplaceTempView(f"_cmp_{t.name}")
+            spark.read.schema(ddl).option("basePath", path).parquet(path).createOrReplaceTempView(f"_cmp_{t.name}")
         sql = view_sql(t, f"_lake_{t.name}", f"_cmp_{t.name}" if cmp is not None else None,
                        live_ids(dataset(lake, t)), spark=True)
         spark.sql(f"CREATE OR REPLACE TEMP VIEW {t.name} AS {sql}")
