@@ -919,7 +919,8 @@ def _print_push(res: Any) -> None:
 
 @lake_app.command("query")
 def lake_query(
-    name: Annotated[str, typer.Argument(help="fleet query: leaks | leak_bytes | mechanisms | leak_rate")],
+    name: Annotated[str, typer.Argument(help="fleet query: leaks | leak_bytes | mechanisms | leak_rate | "
+                                        "engine_upgrade | top_prefixes")],
     lake_url: LakeOpt,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v (repeatable)")] = None,
     format: FormatOpt = "table",

@@ -15,7 +15,18 @@ import snapper
 from snapper import lake, lake_compact
 from snapper.cli import app
 from snapper.errors import LakeError
-from tests.test_lake import GOLDEN, QUERIES, Wrapped, all_snaps, csv_of, fleet, listing, pushed  # noqa: F401
+from tests.test_lake import (  # noqa: F401 (fixtures)
+    GOLDEN,
+    QUERIES,
+    Wrapped,
+    all_snaps,
+    csv_of,
+    fleet,
+    listing,
+    pushed,
+    s3_env,
+    s3_server,
+)
 
 runner = CliRunner()
 AFTER = "2026-12-09"  # after every snapshot of the test fleet
@@ -163,3 +174,15 @@ def test_spark_reads_the_compacted_lake(fleet: Path, compacted: lake.Lake) -> No
         pyspark.sql.SparkSession.builder.getOrCreate().stop()
 
 
+
+
+def test_compact_on_s3(fleet: Path, s3_env: str) -> None:  # noqa: F811
+    lk = lake.open_lake(s3_env)
+    lake.push(lk, all_snaps(fleet))
+    res = lake_compact.compact(lk, AFTER)
+    assert res.merged_files == 45 and live_files(lk) == []
+    assert_golden(lk)
+    before = listing(lk)
+    res = lake.push(lk, all_snaps(fleet))
+    assert {w.status for r in res for w in r.files} == {"unchanged"} and listing(lk) == before
+    assert lake_compact.compact(lk, AFTER).groups == [] and listing(lk) == before
