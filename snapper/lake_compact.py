@@ -27,7 +27,9 @@ are not in the listing it merges).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -140,6 +142,11 @@ def _merge_group(lake: Lake, t: Table, host: str, month: str, live: list[tuple[s
             pass
         except OSError as exc:
             raise _io(lake, path, exc) from exc
+    if lake.rename:  # a local lake: drop the emptied date= and host= dirs, or every query lists them again
+        for parent in sorted({p.rsplit("/", 1)[0] for p, _, _ in live}):
+            for d in (parent, parent.rsplit("/", 1)[0]):
+                with contextlib.suppress(OSError):  # not empty (a push under way): it stays
+                    os.rmdir(d)
     return Merged(t.name, host, month, len(members), len(live), status, size)
 
 

@@ -186,3 +186,15 @@ def test_compact_on_s3(fleet: Path, s3_env: str) -> None:  # noqa: F811
     res = lake.push(lk, all_snaps(fleet))
     assert {w.status for r in res for w in r.files} == {"unchanged"} and listing(lk) == before
     assert lake_compact.compact(lk, AFTER).groups == [] and listing(lk) == before
+
+
+def test_emptied_dirs_are_removed_and_others_kept(pushed: lake.Lake, tmp_path: Path) -> None:  # noqa: F811
+    lk = copy_of(pushed, tmp_path)
+    busy = Path(lk.root) / "leaks/host=ci-01/date=2026-11-28"
+    (busy / ".sample.parquet.tmp-cafe").write_bytes(b"a push under way")
+    lake_compact.compact(lk, "2026-12-01")
+    root = Path(lk.root)
+    assert sorted(str(p.relative_to(root)) for p in root.glob("*/host=*/date=*")) == sorted(
+        [f"{t}/host=ci-03/date=2026-12-08" for t in lake.COMPACT_TABLES] + ["leaks/host=ci-01/date=2026-11-28"])
+    assert [p.name for p in busy.iterdir()] == [".sample.parquet.tmp-cafe"]
+    assert not (root / "snapshots/host=ci-01").exists() and (root / "snapshots").is_dir()
