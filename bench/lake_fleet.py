@@ -4,7 +4,8 @@ The lake is generated from real ones: the real sample snapshots (snapper/demo/sa
 s4, tests/data/ctr_sample) are pushed once with `snapper.lake.push`; each of their lake files is then copied
 to every host and day, with the snapshot id and collect time rewritten (host and date are the path).
 
-    python3 bench/lake_fleet.py --hosts 100 --days 30 [--keep DIR] [--spark]
+    python3 bench/lake_fleet.py --hosts 100 --days 30 [--keep DIR] [--spark] [--compact]
+                                                        # --compact: the queries again after `lake compact`
     python3 bench/lake_fleet.py --push-files 1000000   # push time and bytes of a 1M-entry snapshot
                                                         # (bench/bench_queries.py's generator), +- --files
 """
@@ -29,7 +30,7 @@ from snapper.snapshot import open_snapshot
 
 TOP = Path(__file__).resolve().parent.parent
 SEEDS = ["snapper/demo/sample", "tests/data/series/s3", "tests/data/series/s4", "tests/data/ctr_sample"]
-TABLES = ("leaks", "reconciliation", "errors", "snapshots")
+TABLES = ("leaks", "reconciliation", "errors", "prefixes", "snapshots")
 
 
 def generate(root: Path, hosts: int, days: int) -> tuple[lake.Lake, float]:
@@ -96,12 +97,25 @@ def push_bench(root: Path, n: int) -> None:
               f"({', '.join(f'{w.table} {w.bytes}' for w in res[0].files)}); same push again: {again:.2f} s")
 
 
+def queries(lk: lake.Lake, spark: bool) -> None:
+    for name, params in (("leaks", {}), ("leaks", {"host": "host-042"}), ("leak_bytes", {}),
+                         ("mechanisms", {}), ("top_prefixes", {}), ("engine_upgrade", {})):
+        s, n = timed(lambda name=name, params=params: lake.run(lk, name, params))
+        print(f"duckdb lake query {name} {params or ''}: {s:.2f} s (best of 3, new connection each), {n} rows")
+    if spark:
+        for name in ("leaks", "leak_bytes", "mechanisms"):
+            s, n = timed(lambda name=name: lake.run_spark(lk, name), reps=2)
+            print(f"spark local[*] lake query {name}: {s:.2f} s (best of 2, session warm after the first), "
+                  f"{n} rows")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hosts", type=int, default=100)
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--keep", type=Path)
     ap.add_argument("--spark", action="store_true")
+    ap.add_argument("--compact", action="store_true", help="then compact the lake and run the queries again")
     ap.add_argument("--push-files", type=int, help="only the push benchmark, on a snapshot of N entries")
     a = ap.parse_args()
     root = a.keep or Path(tempfile.mkdtemp(prefix="snapper-lake-bench-"))
@@ -116,15 +130,17 @@ def main() -> None:
         print(f"push of {len(SEEDS)} real snapshots: {push_s:.2f} s ({push_s / len(SEEDS):.2f} s each)")
         print(f"lake: {a.hosts} hosts x {a.days} days = {a.hosts * a.days} snapshots, {files} files, "
               f"{size / 1e6:.1f} MB, generated in {time.perf_counter() - t0:.1f} s")
-        for name, params in (("leaks", {}), ("leaks", {"host": "host-042"}), ("leak_bytes", {}),
-                             ("mechanisms", {})):
-            s, n = timed(lambda name=name, params=params: lake.run(lk, name, params))
-            print(f"duckdb lake query {name} {params or ''}: {s:.2f} s (best of 3, new connection each), {n} rows")
-        if a.spark:
-            for name in ("leaks", "leak_bytes", "mechanisms"):
-                s, n = timed(lambda name=name: lake.run_spark(lk, name), reps=2)
-                print(f"spark local[*] lake query {name}: {s:.2f} s (best of 2, session warm after the first), "
-                      f"{n} rows")
+        queries(lk, a.spark)
+        if a.compact:
+            from snapper import lake_compact
+
+            t0 = time.perf_counter()
+            res = lake_compact.compact(lk, "9999-12-31")
+            files = sum(1 for _ in (root / "lake").rglob("*.parquet"))
+            size = sum(p.stat().st_size for p in (root / "lake").rglob("*.parquet"))
+            print(f"lake compact: {res.merged_files} files merged into {len(res.groups)} in "
+                  f"{time.perf_counter() - t0:.1f} s; lake now {files} files, {size / 1e6:.1f} MB")
+            queries(lk, a.spark)
     finally:
         if a.keep is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -163,6 +163,11 @@ def collect(
     containerd_root: Annotated[list[str] | None, typer.Option(
         "--containerd-root", help="also collect this containerd root (its meta.db, snapshots and content); "
         "repeatable. With --root pointing at a containerd root, no dockerd data root is needed")] = None,
+    push: Annotated[str | None, typer.Option("--push", help="then push the new snapshot into this lake (a local "
+                                             "path or s3://bucket/prefix), as `snapper lake push` does")] = None,
+    files: Annotated[bool, typer.Option("--files", help="with --push: also push the full files table")] = False,
+    s3_endpoint: Annotated[str | None, typer.Option("--s3-endpoint", help="with --push: S3-compatible endpoint "
+                                                    "(default: $AWS_ENDPOINT_URL)")] = None,
 ) -> None:
     """Snapshot overlay2/ and the containerd stores (files, meta.db, content) plus Docker's metadata into Parquet
     (read-only).
@@ -173,13 +178,13 @@ def collect(
       sudo snapper collect --root /srv/docker --out /var/tmp/snap1 --hash partial
       sudo snapper collect --no-base --no-nice      (a full walk at normal priority)
       sudo snapper collect -q --metrics /var/lib/node_exporter/textfile/snapper.prom   (hourly from cron)
+      sudo snapper collect -q --push s3://fleet/snapper      (collect, then push to the fleet lake)
     """
     # Arrow's C++ default pool (mimalloc) keeps freed pages per thread: malloc gives them back. Read once,
     # when pyarrow first allocates, so it must be set before snapper.collect imports pyarrow.
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     from snapper.collect import CollectOptions
     from snapper.collect import collect as do_collect
-    from snapper.render import human_bytes
 
     opts = CollectOptions(root=root, out=out, hash_mode=hash, jobs=jobs, api=not no_api, socket=socket,
                           series_dir=series, base=base, use_base=not no_base, nice=not no_nice,
@@ -187,6 +192,11 @@ def collect(
     from snapper import verdict
 
     grace_s = _run(lambda: verdict.parse_duration(grace))
+    if (files or s3_endpoint) and not push:
+        _fail(UsageError("--files/--s3-endpoint", "only used with --push", "add --push URL or drop them"))
+    from snapper import lake
+
+    target = _run(lambda: lake.open_lake(push, s3_endpoint)) if push else None  # a bad URL fails before the walk
     prog = _RichProgress() if (sys.stderr.isatty() and not quiet) else None
     try:
         res = _run(lambda: do_collect(opts, prog))
@@ -199,8 +209,17 @@ def collect(
         _run(lambda: metrics_mod.write(res.path, metrics, grace_s))
     if quiet:
         print(res.path)
-        return
-    m = res.manifest
+    else:
+        _print_collected(res.path, res.manifest)
+    if target is not None:
+        pushed = _run(lambda: lake.push_collected(target, res.path, files))
+        if not quiet:
+            _print_push(pushed)
+
+
+def _print_collected(path: Path, m: dict[str, Any]) -> None:
+    from snapper.render import human_bytes
+
     rows = m.get("rows", {})
     for note in m.get("layout", {}).get("notes", []):
         print(f"note: {note}", file=sys.stderr)
@@ -208,7 +227,7 @@ def collect(
     if daemon["state_changed"]:
         print("warning: the daemon changed the store during the collect "
               f"({daemon['changes'] or 'daemon started or stopped'}); results are advisory", file=sys.stderr)
-    print(f"snapshot {res.path}")
+    print(f"snapshot {path}")
     print(f"  data root {m['data_root']} ({m['data_root_source']}), daemon "
           f"{'running' if daemon['running'] else 'not running'}, api {m['api_status']}")
     print(f"  {m['overlay2_entries']} overlay2 entries, {rows.get('files', 0):,} files, "
@@ -888,15 +907,20 @@ def lake_push(
     snaps = _bind_args(snapshots)
     target = _run(lambda: lake.open_lake(lake_url, s3_endpoint))
     for res in _run(lambda: lake.push(target, snaps, files)):
-        counts = {s: sum(1 for w in res.files if w.status == s) for s in ("written", "replaced", "unchanged")}
-        print(f"{res.host}/{res.snapshot}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-              + f", {sum(w.bytes for w in res.files)} bytes" + (f", {res.cleaned} partial(s) removed"
-                                                                 if res.cleaned else ""))
+        _print_push(res)
+
+
+def _print_push(res: Any) -> None:
+    counts = {s: sum(1 for w in res.files if w.status == s) for s in ("written", "replaced", "unchanged")}
+    print(f"{res.host}/{res.snapshot}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+          + f", {sum(w.bytes for w in res.files)} bytes" + (f", {res.cleaned} partial(s) removed"
+                                                             if res.cleaned else ""))
 
 
 @lake_app.command("query")
 def lake_query(
-    name: Annotated[str, typer.Argument(help="fleet query: leaks | leak_bytes | mechanisms | leak_rate")],
+    name: Annotated[str, typer.Argument(help="fleet query: leaks | leak_bytes | mechanisms | leak_rate | "
+                                        "engine_upgrade | top_prefixes")],
     lake_url: LakeOpt,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v (repeatable)")] = None,
     format: FormatOpt = "table",
@@ -927,6 +951,54 @@ def lake_query(
     table = _run(lambda: lake.run_spark(target, name, given, master) if engine == "spark"
                  else lake.run(target, name, given))
     render_table(table, format, title=f"fleet {name}")
+
+
+@lake_app.command("report")
+def lake_report(
+    lake_url: LakeOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write")],
+    s3_endpoint: S3EndpointOpt = None,
+) -> None:
+    """The fleet as one self-contained HTML page: hosts, leaked bytes over time, mechanisms by engine version,
+    leak rates around engine upgrades, top leaked prefixes.
+
+    Examples:
+      snapper lake report --lake /srv/lake --out fleet.html
+      snapper lake report --lake s3://fleet/snapper -o /var/www/fleet.html
+    """
+    from snapper import lake, lake_report
+
+    target = _run(lambda: lake.open_lake(lake_url, s3_endpoint))
+    print(_run(lambda: lake_report.write_report(target, out)))
+
+
+@lake_app.command("compact")
+def lake_compact(
+    lake_url: LakeOpt,
+    before: Annotated[str | None, typer.Option("--before", help="merge files dated before this day, yyyy-mm-dd "
+                                               "(default: today, UTC)")] = None,
+    s3_endpoint: S3EndpointOpt = None,
+) -> None:
+    """Merge each host's small per-snapshot files into one file per table and month (atomic, idempotent; a
+    snapshot pushed again afterwards is not duplicated).
+
+    Examples:
+      snapper lake compact --lake /srv/lake
+      snapper lake compact --lake s3://fleet/snapper --before 2026-12-01
+    """
+    import re
+    from datetime import UTC, datetime
+
+    from snapper import lake, lake_compact
+
+    day = before or datetime.now(UTC).strftime("%Y-%m-%d")
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
+        _fail(UsageError(f"--before {day}", "not a day", "use yyyy-mm-dd, e.g. --before 2026-12-01"))
+    target = _run(lambda: lake.open_lake(lake_url, s3_endpoint))
+    res = _run(lambda: lake_compact.compact(target, day))
+    written = [g for g in res.groups if g.status == "written"]
+    print(f"merged {res.merged_files} files before {day} into {len(written)} compacted files "
+          f"({sum(g.bytes for g in written)} bytes), {len(res.groups) - len(written)} unchanged")
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ Layout (hive partitioning, readable by DuckDB, Spark, Trino, Athena)::
     <lake>/_snapper_lake.json                                   lake format and major version
     <lake>/<table>/host=<host>/date=<yyyy-mm-dd>/<snapshot>.parquet
 
-Tables: ``leaks``, ``reconciliation``, ``errors`` (and ``files`` with ``--files``) per snapshot, then
+Tables: ``leaks``, ``reconciliation``, ``errors``, ``prefixes`` (and ``files`` with ``--files``) per snapshot, then
 ``snapshots`` (its manifest facts) written last: a snapshot is in the lake once its ``snapshots`` file is, so
 a push cut short leaves nothing a query sees. Every file carries in its footer the sha256 of its Arrow content
 (``snapper.digest``) and of what it was computed from (``snapper.source``: manifest, table, versions): pushing
@@ -45,6 +45,7 @@ from snapper.schema import (
     LAKE_FILES,
     LAKE_LEAKS,
     LAKE_PARTITIONS,
+    LAKE_PREFIXES,
     LAKE_RECONCILIATION,
     LAKE_SNAPSHOTS,
     LAKE_TABLES,
@@ -62,6 +63,9 @@ MARKER = "_snapper_lake.json"
 DIGEST_KEY = b"snapper.digest"  # sha256 of the file's Arrow content
 SOURCE_KEY = b"snapper.source"  # sha256 of what it was computed from (see _source_digest)
 _TMP = ".tmp-"
+COMPACTED = "compacted"  # <lake>/compacted/<table>/host=<host>/<yyyy-mm>.parquet (see snapper.lake_compact)
+MEMBERS_KEY = b"snapper.members"  # in a compacted file: {snapshot: [date, source digest, content digest]}
+COMPACT_TABLES = ("leaks", "reconciliation", "errors", "prefixes", "snapshots")  # files stays per snapshot
 
 
 @dataclass
@@ -248,6 +252,7 @@ def snapshot_tables(snap: Snapshot, files: bool = False) -> dict[str, pa.Table]:
     out["leaks"] = _conform(LAKE_LEAKS, catalog.run(con, "leaks"), sid)
     out["reconciliation"] = _conform(LAKE_RECONCILIATION, catalog.run(con, "reconciliation"), sid)
     out["errors"] = _conform(LAKE_ERRORS, con.sql("SELECT * EXCLUDE (snap) FROM errors").to_arrow_table(), sid)
+    out["prefixes"] = _conform(LAKE_PREFIXES, catalog.run(con, "leak_prefixes"), sid)
     out["snapshots"] = pa.Table.from_pylist([_manifest_row(snap)], schema=LAKE_SNAPSHOTS.schema)
     return out
 
@@ -289,13 +294,23 @@ def push_snapshot(lake: Lake, snap: Snapshot, files: bool = False) -> PushResult
         res.cleaned += _clean_partials(lake, p.rsplit("/", 1)[0], p.rsplit("/", 1)[1])
     sources = {n: _source_digest(snap, n) for n in names}
     footers = {n: _footer(lake, p) for n, p in paths.items()}
-    if all(f is not None and f.get(SOURCE_KEY) == sources[n].encode() for n, f in footers.items()):
+    # a snapshot already merged by `lake compact` (no live file): its entry in the compacted file's footer
+    merged = {n: members(lake, n, host, date[:7]).get(snap.path.name) for n in names
+              if footers[n] is None and n in COMPACT_TABLES}
+
+    def same(n: str, key: bytes, value: str) -> bool:
+        f, m = footers[n], merged.get(n)
+        if f is not None:
+            return f.get(key) == value.encode()
+        return m is not None and m[1 if key == SOURCE_KEY else 2] == value
+
+    if all(same(n, SOURCE_KEY, sources[n]) for n in names):
         res.files = [Written(n, paths[n], "unchanged", -1, 0) for n in names]
         return res
     for name, table in snapshot_tables(snap, files).items():
         path, old = paths[name], footers[name]
         digest = _digest(table)
-        if old is not None and old.get(DIGEST_KEY) == digest.encode():
+        if same(name, DIGEST_KEY, digest):
             res.files.append(Written(name, path, "unchanged", table.num_rows, 0))
             continue
         meta = {**(table.schema.metadata or {}), DIGEST_KEY: digest.encode(), SOURCE_KEY: sources[name].encode(),
@@ -311,6 +326,17 @@ def push_snapshot(lake: Lake, snap: Snapshot, files: bool = False) -> PushResult
 def push(lake: Lake, snaps: Sequence[Snapshot], files: bool = False) -> list[PushResult]:
     check_version(lake, create=True)
     return [push_snapshot(lake, s, files) for s in snaps]
+
+
+def push_collected(lake: Lake, path: Path, files: bool = False) -> PushResult:
+    """Push a snapshot just collected (``collect --push``); a failure names the command that finishes it."""
+    from snapper.snapshot import open_snapshot
+
+    try:
+        return push(lake, [open_snapshot(path)], files)[0]
+    except LakeError as exc:
+        again = f"snapper lake push {path} --lake {lake.url}" + (" --files" if files else "")
+        raise LakeError(exc.obj, exc.problem, f"the snapshot is kept: rerun `{again}`") from exc
 
 
 # --- query -------------------------------------------------------------------------------------------------
@@ -363,6 +389,62 @@ def dataset(lake: Lake, t: Table) -> ds.Dataset:
         raise _io(lake, t.name, exc) from exc
 
 
+def compacted_path(lake: Lake, table: str, host: str, month: str) -> str:
+    return lake.path(COMPACTED, table, f"host={quote(host, safe='')}", f"{month}.parquet")
+
+
+def members(lake: Lake, table: str, host: str, month: str) -> dict[str, list[str]]:
+    """The snapshots a compacted file holds: snapshot -> [date, source digest, content digest]."""
+    meta = _footer(lake, compacted_path(lake, table, host, month)) or {}
+    try:
+        got = json.loads(meta.get(MEMBERS_KEY, b"{}"))
+    except ValueError:
+        return {}
+    return got if isinstance(got, dict) else {}
+
+
+def compacted_dataset(lake: Lake, t: Table) -> ds.Dataset | None:
+    """The compacted files of a table (``date`` is a column there, ``host`` the partition), None when none."""
+    base = lake.path(COMPACTED, t.name)
+    try:
+        if lake.fs.get_file_info(base).type == pafs.FileType.NotFound:
+            return None
+        schema = pa.schema([*t.schema, LAKE_PARTITIONS.field("date"), LAKE_PARTITIONS.field("host")])
+        part = ds.partitioning(pa.schema([LAKE_PARTITIONS.field("host")]), flavor="hive")
+        return ds.dataset(base, schema=schema, filesystem=lake.fs, format="parquet", partitioning=part)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise _io(lake, f"{COMPACTED}/{t.name}", exc) from exc
+
+
+def live_ids(live: ds.Dataset) -> dict[str, list[str]]:
+    """host -> snapshot ids with a live (not yet compacted) file, from the dataset's file list (nothing opened)."""
+    from urllib.parse import unquote
+
+    out: dict[str, list[str]] = {}
+    for f in getattr(live, "files", []):
+        m = re.search(r"/host=([^/]*)/date=[^/]*/([^/]*)\.parquet$", f)
+        if m:
+            out.setdefault(unquote(m.group(1)), []).append(m.group(2))
+    return out
+
+
+def view_sql(t: Table, live: str, compacted: str | None, ids: Mapping[str, Sequence[str]],
+             spark: bool = False) -> str:
+    """The SELECT of a lake table's view: its live files, plus its compacted files minus every snapshot that also
+    has a live file (live wins: a snapshot pushed again after compaction, or a compaction cut short before it
+    removed what it merged, never shows twice). Plain SQL that DuckDB and Spark both run."""
+    cols = ", ".join([*(f"`{c}`" if spark else f'"{c}"' for c in t.column_names), "host", "date"])
+    sql = f"SELECT {cols} FROM {live}"
+    if compacted is None:
+        return sql
+    def lit(v: str) -> str:
+        return "'" + (v.replace("\\", "\\\\").replace("'", "\\'") if spark else v.replace("'", "''")) + "'"
+
+    hidden = " OR ".join(f"(host = {lit(h)} AND snapshot IN ({', '.join(lit(s) for s in sorted(ss))}))"
+                         for h, ss in sorted(ids.items()))
+    return f"{sql} UNION ALL SELECT {cols} FROM {compacted}" + (f" WHERE NOT ({hidden})" if hidden else "")
+
+
 def bind(lake: Lake, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per lake table (``snapshots``, ``leaks``, ...)."""
     import duckdb
@@ -371,8 +453,13 @@ def bind(lake: Lake, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.Duc
     con = con or duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     for t in LAKE_TABLES:
-        con.register(f"_lake_{t.name}", dataset(lake, t))
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {t.name} AS SELECT * FROM _lake_{t.name}")
+        live = dataset(lake, t)
+        con.register(f"_lake_{t.name}", live)
+        cmp = compacted_dataset(lake, t)
+        if cmp is not None:
+            con.register(f"_cmp_{t.name}", cmp)
+        sql = view_sql(t, f"_lake_{t.name}", f"_cmp_{t.name}" if cmp is not None else None, live_ids(live))
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {t.name} AS {sql}")
     return con
 
 
@@ -434,13 +521,22 @@ def run_spark(lake: Lake, name: str, params: Mapping[str, str] | None = None,
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     for t in LAKE_TABLES:
-        schema = pa.schema([*t.schema, *LAKE_PARTITIONS])
+        # the schema given, never inferred: a table dir emptied by `lake compact` has no file to infer it from
+        ddl = ", ".join(f"`{f.name}` {_spark_type(f.type)}" for f in pa.schema([*t.schema, *LAKE_PARTITIONS]))
         base = lake.path(t.name)
         if lake.fs.get_file_info(base).type == pafs.FileType.NotFound:
-            df = spark.createDataFrame([], ", ".join(f"`{f.name}` {_spark_type(f.type)}" for f in schema))
+            df = spark.createDataFrame([], ddl)
         else:
-            df = spark.read.option("basePath", _spark_path(lake, t.name)).parquet(_spark_path(lake, t.name))
-        df.createOrReplaceTempView(t.name)
+            df = spark.read.schema(ddl).option("basePath", _spark_path(lake, t.name)).parquet(
+                _spark_path(lake, t.name))
+        df.createOrReplaceTempView(f"_lake_{t.name}")
+        cmp = compacted_dataset(lake, t)
+        if cmp is not None:
+            path = _spark_path(lake, f"{COMPACTED}/{t.name}")
+            spark.read.schema(ddl).option("basePath", path).parquet(path).createOrReplaceTempView(f"_cmp_{t.name}")
+        sql = view_sql(t, f"_lake_{t.name}", f"_cmp_{t.name}" if cmp is not None else None,
+                       live_ids(dataset(lake, t)), spark=True)
+        spark.sql(f"CREATE OR REPLACE TEMP VIEW {t.name} AS {sql}")
     try:
         return spark.sql(spark_sql(q, values)).toArrow()
     except Exception as exc:  # pyspark raises its own exception family

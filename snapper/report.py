@@ -572,12 +572,22 @@ def write_report(paths: str | Path | Sequence[str | Path], out: str | Path,
                  grace_s: int = verdict.DEFAULT_GRACE_S) -> Path:
     """Write the HTML report of snapshot dirs or series dirs to ``out`` atomically (0600, or the mode of the
     file it replaces: ``snapshot.output_mode``); returns the path."""
+    target = check_target(out)
+    return write_page(render_html(investigate(paths, grace_s)), target)
+
+
+def check_target(out: str | Path) -> Path:
+    """The report file to write: refused before any work when it is a directory or its directory is missing."""
     target = Path(out)
     if target.is_dir():
         raise OutputError(str(target), "is a directory", "give a file name, e.g. -o report.html")
     if not target.parent.is_dir():
         raise OutputError(str(target), "its directory does not exist", "create it or choose another -o path")
-    page = render_html(investigate(paths, grace_s))
+    return target
+
+
+def write_page(page: str, target: Path) -> Path:
+    """Write a page atomically: a temp file in the same dir, fsync'd, then renamed over the target."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as e:

@@ -593,9 +593,23 @@ LAKE_RECONCILIATION = Table(
     since=2,
 )
 
+LAKE_PREFIXES = Table(
+    "prefixes",
+    "The snapshot's `leak_prefixes` query (depth 4, default grace): its top 50 leaked content prefixes by bytes.",
+    (
+        _SNAP,
+        ("prefix", _STR, "the first levels under diff/ of a leaked dir's files (`.` for files at its top)"),
+        ("bytes", _I64, "allocated bytes under the prefix in leaked dirs"),
+        ("files", _I64, "files under the prefix in leaked dirs"),
+        ("dirs", _I64, "leaked dirs holding files under the prefix"),
+    ),
+    since=2,
+)
+
 LAKE_ERRORS = Table("errors", "The snapshot's errors table.",
                     (_SNAP, *ERRORS.columns), since=2)
 LAKE_FILES = Table("files", "The snapshot's files table (only with `lake push --files`).",
                    (_SNAP, *FILES.columns), since=2)
 
-LAKE_TABLES: tuple[Table, ...] = (LAKE_FILES, LAKE_LEAKS, LAKE_RECONCILIATION, LAKE_ERRORS, LAKE_SNAPSHOTS)
+LAKE_TABLES: tuple[Table, ...] = (LAKE_FILES, LAKE_LEAKS, LAKE_RECONCILIATION, LAKE_ERRORS, LAKE_PREFIXES,
+                                  LAKE_SNAPSHOTS)

@@ -310,8 +310,11 @@ def _schema_problem(table: Table, found: pa.Schema) -> str | None:
 
 
 def open_snapshot(path: str | Path) -> Snapshot:
-    """Validate a snapshot dir: manifest, schema version, and every table's footer and row count."""
-    p = Path(path)
+    """Validate a snapshot dir: manifest, schema version, and every table's footer and row count. An s3:// URL
+    is read through a local copy (``snapper.remote``)."""
+    from snapper import remote
+
+    p = remote.fetch(path) if remote.is_remote(path) else Path(path)
     if not p.is_dir():
         raise SnapshotError(str(p), "not a snapshot directory (does not exist or is not a directory)",
                             "pass a directory written by `snapper collect`")
@@ -457,9 +460,11 @@ def _started(s: Snapshot) -> tuple[int, str]:
 def find_snapshots(args: Sequence[str | Path]) -> list[Snapshot]:
     """Snapshots named directly, or found under series dirs (up to 3 levels), ordered by collection time.
     Hidden dirs (partial collects) are skipped; every snapshot found is validated."""
+    from snapper import remote
+
     found: dict[Path, Snapshot] = {}
     for a in args:
-        p = Path(a)
+        p = remote.fetch(a) if remote.is_remote(a) else Path(a)
         if (p / MANIFEST).is_file():
             found[p.resolve()] = open_snapshot(p)
             continue

@@ -34,7 +34,10 @@ FLEET = {
     "ci-03": ["tests/data/ctr_sample"],
     "ci 04/x": ["tests/data/series/s3", "snapper/demo/sample"],  # a host name that needs escaping in a path
 }
-TABLES = ("leaks", "reconciliation", "errors", "snapshots")
+# (host, snapshot) -> engine version: ci-02 is upgraded from 20.10.24+dfsg1 between s2 and s3
+UPGRADED = {("ci-02", "s3"): "24.0.7", ("ci-02", "s4"): "24.0.7"}
+TABLES = ("leaks", "reconciliation", "errors", "prefixes", "snapshots")
+QUERIES = ["engine_upgrade", "leak_bytes", "leak_rate", "leaks", "mechanisms", "top_prefixes"]
 runner = CliRunner()
 
 
@@ -48,6 +51,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copytree(REPO / d, dst)
             m = json.loads((dst / "manifest.json").read_text())
             m["host"] = host
+            if (host, dst.name) in UPGRADED:
+                m["engine"]["engine_version"] = UPGRADED[host, dst.name]
             (dst / "manifest.json").write_text(json.dumps(m))
     return base
 
@@ -219,7 +224,7 @@ def test_files_only_with_the_flag(fleet: Path, tmp_path: Path) -> None:
     res = lake.push(lk, snap, files=True)
     assert [(w.table, w.status) for w in res[0].files] == [
         ("files", "written"), ("leaks", "unchanged"), ("reconciliation", "unchanged"), ("errors", "unchanged"),
-        ("snapshots", "unchanged")]
+        ("prefixes", "unchanged"), ("snapshots", "unchanged")]
     n = lake.bind(lk).sql("SELECT count(*) FROM files WHERE host = 'ci-01'").fetchall()[0][0]
     assert n == snap[0].manifest["rows"]["files"] == 20146
 
@@ -253,7 +258,8 @@ def test_interrupted_push_resumes(fleet: Path, tmp_path: Path) -> None:
     assert lake.bind(base).sql("SELECT count(*) FROM reconciliation").fetchall() == [(0,)]
     res = lake.push(base, snaps)
     assert [(w.table, w.status) for w in res[0].files] == [
-        ("leaks", "unchanged"), ("reconciliation", "written"), ("errors", "written"), ("snapshots", "written")]
+        ("leaks", "unchanged"), ("reconciliation", "written"), ("errors", "written"), ("prefixes", "written"),
+        ("snapshots", "written")]
     assert res[0].cleaned == 1
     clean = lake.open_lake(str(tmp_path / "clean"))
     lake.push(clean, snaps)
@@ -302,7 +308,7 @@ def test_partition_pruning(pushed: lake.Lake) -> None:
     assert hosts == {"ci-01", "ci-02", "ci-03", "ci%2004%2Fx"}
 
 
-@pytest.mark.parametrize("name", ["leaks", "leak_bytes", "mechanisms", "leak_rate"])
+@pytest.mark.parametrize("name", QUERIES)
 def test_golden_fleet_queries(pushed: lake.Lake, name: str) -> None:
     got = csv_of(lake.run(pushed, name))
     path = GOLDEN / f"fleet_{name}.csv"
@@ -316,10 +322,10 @@ def test_fleet_queries_have_headers_and_stay_out_of_the_catalogue() -> None:
     from snapper import catalog
 
     qs = lake.fleet_queries()
-    assert sorted(qs) == ["leak_bytes", "leak_rate", "leaks", "mechanisms"]
+    assert sorted(qs) == QUERIES
     for q in qs.values():
         assert q.path.parent == queries_dir() / "fleet" and q.description and q.why
-        assert set(q.requires) <= {"snapshots", "leaks", "reconciliation", "errors", "files"}
+        assert set(q.requires) <= {*TABLES, "files"}
     assert all(q.path.parent == queries_dir() for q in catalog.catalog().values())
 
 
@@ -332,13 +338,13 @@ def test_s3_push_query_idempotent_and_resumed(fleet: Path, s3_env: str, pushed: 
         lake.push(broken, snaps)
     assert len(listing(lk)) == 3  # marker, leaks and reconciliation of the first snapshot
     res = lake.push(lk, snaps)
-    assert [w.status for w in res[0].files] == ["unchanged", "unchanged", "written", "written"]
+    assert [w.status for w in res[0].files] == ["unchanged", "unchanged", "written", "written", "written"]
     first = listing(lk)
     res = lake.push(lk, snaps)
     assert {w.status for r in res for w in r.files} == {"unchanged"}
     assert listing(lk) == first
     assert listing(pushed) == first
-    for name in ("leaks", "leak_bytes", "mechanisms", "leak_rate"):
+    for name in QUERIES:
         assert csv_of(lake.run(lk, name)) == (GOLDEN / f"fleet_{name}.csv").read_text()
     counted, h = wrapped(lk)  # pruning on the object store too: one host's objects only
     assert lake.run(counted, "leaks", {"host": "ci-03"}).num_rows == 9
@@ -353,8 +359,8 @@ def test_s3_cli(fleet: Path, s3_env: str, s3_server: str, monkeypatch: pytest.Mo
                               "--s3-endpoint", s3_server])
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert [ln.split(", 0 unchanged")[0] for ln in lines] == ["ci-01/sample: 4 written, 0 replaced",
-                                                              "ci-03/ctr_sample: 4 written, 0 replaced"]
+    assert [ln.split(", 0 unchanged")[0] for ln in lines] == ["ci-01/sample: 5 written, 0 replaced",
+                                                              "ci-03/ctr_sample: 5 written, 0 replaced"]
     res = runner.invoke(app, ["lake", "query", "leaks", "--lake", s3_env, "--s3-endpoint", s3_server,
                               "-p", "host=ci-03", "-f", "json"])
     assert res.exit_code == 0, res.output
@@ -365,7 +371,7 @@ def test_s3_cli(fleet: Path, s3_env: str, s3_server: str, monkeypatch: pytest.Mo
 
 def test_readme_lake_commands_run(pushed: lake.Lake) -> None:
     readme = (REPO / "README.md").read_text()
-    section = readme.split("### `snapper lake push|query`", 1)[1].split("\n### ", 1)[0]
+    section = readme.split("### `snapper lake push|query", 1)[1].split("\n### ", 1)[0]
     cmds = [ln.split() for ln in section.splitlines()
             if ln.startswith("snapper lake query") and "/srv/lake" in ln and "[" not in ln]
     assert len(cmds) == 2
@@ -379,7 +385,7 @@ def test_readme_lake_commands_run(pushed: lake.Lake) -> None:
 def test_spark_local_gives_the_same_rows(pushed: lake.Lake) -> None:
     pyspark = pytest.importorskip("pyspark")
     try:
-        for name in ("leaks", "leak_bytes", "mechanisms", "leak_rate"):
+        for name in QUERIES:
             assert csv_of(lake.run_spark(pushed, name)) == (GOLDEN / f"fleet_{name}.csv").read_text(), name
         host = {"host": "ci 04/x"}  # a partition value that needs escaping in the path
         assert lake.run_spark(pushed, "leak_bytes", host).to_pylist() \
@@ -403,7 +409,7 @@ def test_a_different_file_is_replaced(fleet: Path, tmp_path: Path) -> None:
     t = pq.read_table(path)
     pq.write_table(t.slice(0, 2).replace_schema_metadata(None), path)  # another content, no digests
     res = runner.invoke(app, ["lake", "push", str(fleet / "h0"), "--lake", str(tmp_path / "lake")])
-    assert res.exit_code == 0 and res.output == "ci-01/sample: 0 written, 1 replaced, 3 unchanged, " \
+    assert res.exit_code == 0 and res.output == "ci-01/sample: 0 written, 1 replaced, 4 unchanged, " \
         f"{len(good)} bytes\n", res.output
     assert path.read_bytes() == good
     assert lake.run(lk, "leaks").num_rows == 7
@@ -415,3 +421,91 @@ def test_s3_missing_bucket_is_one_line(fleet: Path, s3_env: str) -> None:
     assert res.exit_code == 1, res.output
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"snapper: error: {url}") and "Traceback" not in res.output
+
+
+# --- collect --push and the README's systemd units ---------------------------------------------------------
+
+def readme_units() -> dict[str, dict[str, dict[str, list[str]]]]:
+    """The ```ini blocks of the README's collect section: unit name -> section -> key -> values."""
+    section = (REPO / "README.md").read_text().split("### `snapper collect", 1)[1].split("\n### ", 1)[0]
+    units: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for block in section.split("```ini\n")[1:]:
+        text = block.split("```", 1)[0]
+        name = text.splitlines()[0].removeprefix("# ").rsplit("/", 1)[1]
+        unit: dict[str, dict[str, list[str]]] = {}
+        current: dict[str, list[str]] = {}
+        for line in text.splitlines()[1:]:
+            if line.startswith("[") and line.endswith("]"):
+                current = unit.setdefault(line[1:-1], {})
+            elif "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                current.setdefault(k, []).append(v)
+        units[name] = unit
+    return units
+
+
+def test_readme_systemd_units_run(s3_env: str, s3_server: str, tmp_path: Path) -> None:
+    import shlex
+    import subprocess
+    import sys
+
+    from tests.synthetic import build_standard
+
+    units = readme_units()
+    assert sorted(units) == ["snapper-push.service", "snapper-push.timer"]
+    service, timer = units["snapper-push.service"], units["snapper-push.timer"]
+    assert service["Service"]["Type"] == ["oneshot"] and len(service["Service"]["ExecStart"]) == 1
+    assert timer["Timer"]["OnCalendar"] == ["hourly"] and timer["Install"]["WantedBy"] == ["timers.target"]
+    argv = shlex.split(service["Service"]["ExecStart"][0])
+    assert argv[:2] == ["/usr/local/bin/snapper", "collect"]
+    root = build_standard(tmp_path / "docker", odd=False).root
+    before = sorted((p, p.lstat().st_mtime_ns) for p in root.rglob("*"))
+    subs = {"/var/lib/docker": str(root), "/var/lib/snapper/snapshots": str(tmp_path / "series"),
+            "s3://fleet/snapper": s3_env}
+    assert set(subs) <= set(argv), argv
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.update(kv.split("=", 1) for kv in service["Service"]["Environment"])
+    assert env["AWS_ENDPOINT_URL"] != s3_server
+    env["AWS_ENDPOINT_URL"] = s3_server  # the unit's endpoint, pointed at the test's server
+    for _ in range(2):  # the timer fires twice: a second snapshot (incremental), pushed too
+        proc = subprocess.run([sys.executable, "-m", "snapper.cli", *(subs.get(a, a) for a in argv[1:])],
+                              env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == "" and len(proc.stdout.splitlines()) == 1, (proc.stdout, proc.stderr)
+        snap = Path(proc.stdout.strip())
+        assert snap.parent.parent == tmp_path / "series" and (snap / "manifest.json").exists()
+    assert sorted((p, p.lstat().st_mtime_ns) for p in root.rglob("*")) == before  # read-only
+    lk = lake.open_lake(s3_env)
+    host = json.loads((snap / "manifest.json").read_text())["host"]
+    got = lake.run(lk, "leak_bytes")
+    assert got.column("host").to_pylist() == [host, host]
+    assert got.column("snapshot").to_pylist() == sorted(p.name for p in snap.parent.iterdir())
+    own = runner.invoke(app, ["leaks", str(snap), "-f", "json"])
+    assert own.exit_code == 0, own.output
+    assert sorted(r["layer_id"] for r in json.loads(own.output)) == sorted(
+        lake.run(lk, "leaks").column("layer_id").to_pylist())
+
+
+def test_collect_push_failure_keeps_the_snapshot(s3_env: str, tmp_path: Path) -> None:
+    from tests.synthetic import build_standard
+
+    root = build_standard(tmp_path / "docker", odd=False).root
+    out = tmp_path / "snap"
+    url = "s3://no-such-bucket-x/lake"
+    res = runner.invoke(app, ["collect", "--root", str(root), "--out", str(out), "--no-api", "--jobs", "1",
+                              "--push", url])
+    assert res.exit_code == 1, res.output
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"snapper: error: {url}"), res.stderr
+    assert f"rerun `snapper lake push {out} --lake {url}`" in err[0]
+    assert (out / "manifest.json").exists() and res.stdout.startswith(f"snapshot {out}\n")
+    res = runner.invoke(app, ["collect", "--root", str(root), "--out", str(tmp_path / "x"), "--files"])
+    assert res.exit_code == 2 and "only used with --push" in res.stderr and not (tmp_path / "x").exists()
+    res = runner.invoke(app, ["collect", "--root", str(root), "--out", str(tmp_path / "x"), "--push", "ftp://a/b"])
+    assert res.exit_code == 2 and "unsupported scheme" in res.stderr and not (tmp_path / "x").exists()
+    lk = str(tmp_path / "lake")
+    res = runner.invoke(app, ["collect", "--root", str(root), "--out", str(tmp_path / "y"), "--no-api", "-q",
+                              "--push", lk, "--files"])
+    assert res.exit_code == 0 and res.stdout == f"{tmp_path / 'y'}\n", res.output
+    assert lake.bind(lake.open_lake(lk)).sql("SELECT count(*) FROM files").fetchall()[0][0] \
+        == json.loads((tmp_path / "y/manifest.json").read_text())["rows"]["files"]
