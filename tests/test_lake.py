@@ -24,6 +24,7 @@ from snapper.errors import LakeError
 from snapper.render import render_table
 from snapper.schema import LAKE_VERSION
 from snapper.snapshot import Snapshot, find_snapshots
+from tests.spark import require_pyspark
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"
@@ -383,7 +384,7 @@ def test_readme_lake_commands_run(pushed: lake.Lake) -> None:
 
 
 def test_spark_local_gives_the_same_rows(pushed: lake.Lake) -> None:
-    pyspark = pytest.importorskip("pyspark")
+    pyspark = require_pyspark()
     try:
         for name in QUERIES:
             assert csv_of(lake.run_spark(pushed, name)) == (GOLDEN / f"fleet_{name}.csv").read_text(), name

@@ -15,6 +15,7 @@ import snapper
 from snapper import lake, lake_compact
 from snapper.cli import app
 from snapper.errors import LakeError
+from tests.spark import require_pyspark
 from tests.test_lake import (  # noqa: F401 (fixtures)
     GOLDEN,
     QUERIES,
@@ -162,7 +163,7 @@ def test_cli_compact(pushed: lake.Lake, tmp_path: Path) -> None:  # noqa: F811
 
 
 def test_spark_reads_the_compacted_lake(fleet: Path, compacted: lake.Lake) -> None:  # noqa: F811
-    pyspark = pytest.importorskip("pyspark")
+    pyspark = require_pyspark()
     lk = compacted
     _forget(lk, "leaks", "ci-01", "2026-11", "sample")
     lake.push(lk, all_snaps(fleet))  # one snapshot live again: the union and the live-wins rule in Spark SQL
