@@ -322,6 +322,9 @@ def leaks(
             render_table(meta, "table", title="leaked metadata (holds no dir of its own)")
             render_notes(details, title="details", full=verbose)
         render_table(rep.reconciliation, "table", title="reconciliation", byte_columns=("bytes",))
+        if rep.known_bugs.num_rows:
+            render_notes(verdict.known_bugs_notes(rep.known_bugs),
+                         title="known engine bugs that leak like this (`snapper query known_bugs SNAP`)", full=verbose)
     total = sum(b or 0 for b in rep.leaks.column("bytes").to_pylist())
     if fail_on_leak is not None and total > fail_on_leak:
         print(f"snapper: leaked {human_bytes(total)} > --fail-on-leak {human_bytes(fail_on_leak)}", file=sys.stderr)

@@ -46,6 +46,7 @@ def test_diff_properties(a: int, b: int) -> None:
 @pytest.mark.parametrize("name,params", [
     ("diff", {"old_snap": 1, "new_snap": 2, "grace_seconds": 0}),
     ("history", {"grace_seconds": 0}),
+    ("known_bugs", {"grace_seconds": 0}),
     ("history_timeline", {"grace_seconds": 0}),
     ("attribution", {"snap": -1, "grace_seconds": 0}),
     ("duplicates", {"snap": -1, "grace_seconds": 0}),
