@@ -285,6 +285,9 @@ def leaks(
                                                      "this (a CI gate)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="whole evidence, wrapped (default: one line "
                                           "each)")] = False,
+    events: Annotated[Path | None, typer.Option("--events", help="the --out dir of `snapper watch` (default: the "
+                                                "snapshot's parent dir when it holds events/): adds a cause per leak")]
+    = None,
 ) -> None:
     """Leaked overlay2 dirs and containerd snapshots/blobs (unreachable from every live root) with mechanism
     and evidence.
@@ -294,8 +297,9 @@ def leaks(
       snapper leaks SNAP
       snapper leaks SNAP --min-bytes 100000000 --format json | jq '.[].layer_id'
       snapper leaks SNAP --fail-on-leak 10000000000   # exit 3 above 10 GB
+      snapper leaks SNAP --events /var/lib/snapper     # which crash and operation left each
     """
-    from snapper import verdict
+    from snapper import cause, verdict
     from snapper.render import human_bytes, render_table
 
     _check_format(format)
@@ -304,7 +308,9 @@ def leaks(
     cols = list(verdict.LEAK_COLUMNS)
     if set(rep.leaks.column("store").to_pylist()) - {"overlay2"}:
         cols.insert(0, "store")  # containerd snapshot ids and digests: say which store they belong to
-    table = rep.leaks.select(cols)
+    with_cause = events is not None or cause.events_dir_for(snapshot, None) is not None
+    table = _run(lambda: cause.with_causes(rep.leaks.select(cols), snapshot, events)) if with_cause \
+        else rep.leaks.select(cols)
     if format != "table":
         render_table(table, format)
     else:
@@ -317,6 +323,9 @@ def leaks(
         if evidence:
             render_notes(evidence, title="evidence" + ("" if verbose else " (one line each; --verbose for all "
                                                       "of it)"), full=verbose)
+        if with_cause and table.num_rows:
+            render_notes(cause.cause_notes(table, [e[0] for e in evidence]),
+                         title="cause (which daemon loss and operation left it; --format json for the evidence)")
         if rep.metadata.num_rows:
             meta, details = verdict.metadata_for_terminal(rep.metadata)
             render_table(meta, "table", title="leaked metadata (holds no dir of its own)")
@@ -337,26 +346,51 @@ def explain(
     dir: Annotated[str, typer.Argument(help="overlay2 dir name, or a unique prefix of it")],
     grace: GraceOpt = "1h",
     format: FormatOpt = "table",
+    events: Annotated[Path | None, typer.Option("--events", help="the --out dir of `snapper watch` (default: the "
+                                                "snapshot's parent dir when it holds events/)")] = None,
 ) -> None:
-    """Why DIR is live (the references from a root) or not (mechanism, evidence, timestamps).
+    """Why DIR is live (the references from a root) or not (mechanism, evidence, timestamps, and its cause).
 
     \b
     Examples:
       snapper explain SNAP 633b1958       (a unique prefix, as `snapper leaks` shows it)
       snapper explain SNAP 633b1958d2c4 --format json
     """
-    from snapper import verdict
+    from snapper import cause, verdict
     from snapper.render import render_table
 
     _check_format(format)
     grace_s = _run(lambda: verdict.parse_duration(grace))
     table = _run(lambda: verdict.explain(snapshot, dir.strip().rstrip("/").rsplit("/", 1)[-1], grace_s))
+    table = _run(lambda: cause.explain_rows(snapshot, table, events, grace_s))
     if format == "table":  # one line a section, long details wrapped under their own column
         from snapper.render import render_notes
 
         render_notes([(r["section"], r["detail"] or "") for r in table.to_pylist()], full=True)
     else:
         render_table(table, format)
+
+
+@app.command()
+def watch(
+    socket: Annotated[str, typer.Option("--socket", help="the engine API socket")] = "/var/run/docker.sock",
+    out: Annotated[Path, typer.Option("--out", help="writes OUT/events/*.parquet")] = Path("."),
+    pidfile: Annotated[str, typer.Option("--pidfile", help="dockerd's pid file (removed at a clean stop)")]
+    = "/var/run/docker.pid",
+    poll: Annotated[float, typer.Option("--poll", help="seconds between looks at the daemon and clients")] = 0.5,
+    flush: Annotated[float, typer.Option("--flush", help="seconds between writes (at most 10)")] = 10.0,
+) -> None:
+    """Record the daemon's starts and losses (clean stop or death), its event stream and the docker commands in
+    flight, for `snapper leaks --events`. Runs until SIGTERM/SIGINT; changes nothing on the engine.
+
+    \b
+    Examples:
+      snapper watch --out /var/lib/snapper
+      snapper watch --socket /run/user/1000/docker.sock --pidfile /run/user/1000/docker.pid --out ~/snapper
+    """
+    from snapper import watch as recorder
+
+    _run(lambda: recorder.watch(socket, out, pidfile, poll, flush))
 
 
 def _table_or_none(t: Any, title: str, fmt: str, byte_columns: tuple[str, ...] = ()) -> None:

@@ -1,0 +1,113 @@
+"""`snapper watch` against a real dockerd: a SIGKILL mid `docker load`, a restart, a SIGKILL of the recorder
+itself, a clean stop; then `leaks --events` ties each dir the crash left to that death and to `load`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from snapper import cause, verdict
+from snapper.collect import CollectOptions, collect
+from snapper.watch import read_events
+
+from .engine import Engine, EngineFactory
+from .test_leak_mechanisms import kill_when, layerdb
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _recorder(eng: Engine, out: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "snapper.cli", "watch", "--socket", str(eng.sock), "--pidfile",
+                             str(eng.pidfile), "--out", str(out), "--poll", "0.2", "--flush", "1"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _cpu_rss(pid: int) -> tuple[float, int]:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+               if line.startswith("VmRSS:"))
+    return cpu, rss * 1024
+
+
+def _wait_for(pred: object, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_watch_ties_crash_made_leaks_to_the_death(fresh_engine: EngineFactory, big_tars: dict[str, Path],
+                                                  tmp_path: Path) -> None:
+    eng = fresh_engine(start=False)
+    out = tmp_path / "rec"
+    rec = _recorder(eng, out)  # before the daemon exists: it must wait for it
+    t_rec = time.monotonic()
+    eng.start()
+    _wait_for(lambda: any(r["kind"] == "daemon-start" for r in read_events(out).to_pylist()))
+    version = eng.version()
+
+    before = set(os.listdir(eng.root / "overlay2"))
+    wsets = layerdb(eng) / "tmp"
+
+    def extracting() -> bool:
+        try:
+            new = set(os.listdir(eng.root / "overlay2")) - before - {"l"}
+            return any(n.startswith("write-set-") for n in os.listdir(wsets)) and len(new) >= 2
+        except FileNotFoundError:
+            return False
+
+    kill_when(eng, ["load", "-i", str(big_tars["big2"])], extracting)
+    death_ns = time.time_ns()
+    crash_dirs = set(os.listdir(eng.root / "overlay2")) - before - {"l"}
+    eng.start()
+    _wait_for(lambda: sum(r["kind"] == "daemon-start" for r in read_events(out).to_pylist()) >= 2)
+
+    cpu, rss = _cpu_rss(rec.pid)
+    elapsed = time.monotonic() - t_rec
+    rec.send_signal(signal.SIGKILL)  # the recorder dies: what it wrote stays readable
+    rec.wait(10)
+    kinds = [r["kind"] for r in read_events(out).to_pylist()]
+    assert "daemon-death" in kinds and "recorder-stop" not in kinds, kinds
+    rec = _recorder(eng, out)
+    _wait_for(lambda: sum(r["kind"] == "daemon-start" for r in read_events(out).to_pylist()) >= 3)
+    stop_ns = time.time_ns()
+    eng.stop()  # clean: the pid file is removed
+    _wait_for(lambda: any(r["kind"] == "daemon-stop" for r in read_events(out).to_pylist()))
+    rec.send_signal(signal.SIGTERM)
+    assert rec.wait(15) == 0, rec.stderr.read() if rec.stderr else ""
+
+    events = read_events(out).to_pylist()
+    deaths = [r for r in events if r["kind"] == "daemon-death"]
+    stops = [r for r in events if r["kind"] == "daemon-stop"]
+    assert len(deaths) == 1 and abs(deaths[0]["time_ns"] - death_ns) < 3e9, deaths
+    assert any(f.startswith("load ") for f in deaths[0]["in_flight"]), deaths[0]
+    assert len(stops) == 1 and abs(stops[0]["time_ns"] - stop_ns) < 10e9, stops  # never called a death
+    assert [r["version"] for r in events if r["kind"] == "daemon-start"] == [version] * 3
+
+    snap = tmp_path / "snap"
+    collect(CollectOptions(root=str(eng.root), out=str(snap), api=False, jobs=2))
+    leaks = cause.with_causes(verdict.leaks(snap), snap, out).to_pylist()
+    crash_made = [r for r in leaks if r["layer_id"] in crash_dirs]
+    assert crash_made, "the crash left no leaked dir"
+    right = []
+    for r in crash_made:
+        c = json.loads(r["cause"])
+        at = cause.parse_iso(c["interrupted_at"])
+        right.append(c["interrupted_by"] == "death" and at is not None and abs(at - death_ns) < 3e9
+                     and c["operation"] == "load" and c["subject"] == str(big_tars["big2"]))
+    share = sum(right) / len(right)
+    print(f"\ncrash-made leaked dirs with the right interrupted_at and operation: {sum(right)}/{len(right)} "
+          f"({share:.0%}); recorder cpu {cpu:.2f} s over {elapsed:.1f} s, rss {rss / 2**20:.1f} MiB")
+    assert share == 1.0, [json.loads(r["cause"]) for r in crash_made]
+    assert rss < 100 * 2**20
