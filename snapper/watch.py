@@ -324,6 +324,7 @@ class Recorder:
                 last_flush = time.monotonic()
             self._wake.wait(self.poll_s)
             self._wake.clear()
+        self._stop.set()  # ends the stream thread too
         self.add(kind="recorder-stop", pid=os.getpid())
         self.flush()
 
