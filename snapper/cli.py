@@ -464,7 +464,7 @@ def diff(
 
 
 HISTORY_SECTIONS = ("dirs", "never_reachable", "timeline", "rate", "attribution", "duplicates", "prefixes",
-                    "neighbours", "containerd")
+                    "neighbours", "containerd", "restarts", "causes")
 
 
 @app.command()
@@ -507,7 +507,8 @@ def history(
     doc = {"snapshots": rows_of(h.timeline), "rate": h.rate, "never_reachable": never,
            "dirs": rows_of(h.dirs.drop_columns(["first_seen_ns", "last_seen_ns"])),
            "attribution": rows_of(h.attribution), "duplicates": rows_of(h.duplicates),
-           "prefixes": rows_of(h.prefixes), "neighbours": rows_of(h.neighbours), "containerd": rows_of(h.containerd)}
+           "prefixes": rows_of(h.prefixes), "neighbours": rows_of(h.neighbours), "containerd": rows_of(h.containerd),
+           "restarts": rows_of(h.restarts), "causes": rows_of(h.causes) if h.causes is not None else None}
     if format == "json":
         render_json(doc)
         return
@@ -515,8 +516,11 @@ def history(
         import pyarrow as pa
 
         tables = {"dirs": h.dirs, "timeline": h.timeline, "attribution": h.attribution, "duplicates": h.duplicates,
-                  "prefixes": h.prefixes, "neighbours": h.neighbours, "containerd": h.containerd}
+                  "prefixes": h.prefixes, "neighbours": h.neighbours, "containerd": h.containerd,
+                  "restarts": h.restarts, **({"causes": h.causes} if h.causes is not None else {})}
         chosen = tables.get(section)
+        if chosen is None and section == "causes":  # no snapper watch rows beside the series
+            chosen = pa.table({"interrupted_at": pa.array([], pa.string())})
         if chosen is None:  # never_reachable and rate are built here, not tables of their own
             rows = never if section == "never_reachable" else [h.rate]
             chosen = pa.Table.from_pylist(rows) if rows else pa.table({c: pa.array([], pa.string()) for c in nr_cols})
@@ -529,6 +533,11 @@ def history(
 
     _table_or_none(pa.Table.from_pylist(never) if never else pa.table({}),
                    f"appeared and never became reachable ({len(never)})", "table", ("bytes",))
+    if any(h.restarts.column("restarted_since_previous").to_pylist()):
+        render_table(h.restarts.select(["snap", "collected_utc", "daemon_started_utc", "pids", "note"]), "table",
+                     title="daemon restarts between snapshots (best effort: the start before each collect)")
+    if h.causes is not None:
+        _table_or_none(h.causes, "leaked bytes of the last snapshot by cause (snapper watch)", "table", ("bytes",))
     rate = h.rate
     if rate.get("leaked_bytes_per_hour") is not None:
         from snapper.render import human_bytes

@@ -530,6 +530,18 @@ def _known_bugs(inv: Investigation) -> str:
         "no known bug of this list applies to this engine version and store.")
 
 
+def _causes(inv: Investigation) -> str:
+    """Leaked bytes by cause (daemon loss, operation, subject) when `snapper watch` rows sit beside the series."""
+    if inv.history.causes is None:
+        return ""
+    return _rows_section(
+        "Leaked bytes by cause (last snapshot, from snapper watch)", inv.history.causes,
+        ["daemon lost at", "how", "operation", "subject", ">bytes", ">dirs"],
+        lambda r: f"<td class=\"nowrap\">{_e(r['interrupted_at'])}</td><td>{_e(r['by'])}</td>"
+        f"<td>{_e(r['operation'])}</td><td class=\"mono\">{_e(r['subject'])}</td>{_bytes_td(r['bytes'])}"
+        f"{_num_td(r['dirs'])}", "nothing leaked.")
+
+
 def _lists(inv: Investigation) -> str:
     h = inv.history
     pmax = max((r["bytes"] or 0 for r in h.prefixes.to_pylist()), default=0) or 1
@@ -571,7 +583,8 @@ def _explain(inv: Investigation) -> str:
 def render_html(inv: Investigation) -> str:
     m = inv.snapshots[-1].manifest
     body = (_header(inv) + _cards(inv) + _reconciliation(inv) + _over_time(inv) + _mechanisms_now(inv)
-            + _known_bugs(inv) + _rate(inv) + _never(inv) + _top_leaks(inv) + _lists(inv) + _explain(inv))
+            + _known_bugs(inv) + _causes(inv) + _rate(inv) + _never(inv) + _top_leaks(inv) + _lists(inv)
+            + _explain(inv))
     csp = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{csp}">'

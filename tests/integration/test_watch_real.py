@@ -15,6 +15,7 @@ import pytest
 
 from snapper import cause, verdict
 from snapper.collect import CollectOptions, collect
+from snapper.report import write_report
 from snapper.watch import read_events
 
 from .engine import Engine, EngineFactory
@@ -50,7 +51,7 @@ def _wait_for(pred: object, timeout: float = 20) -> None:
 def test_watch_ties_crash_made_leaks_to_the_death(fresh_engine: EngineFactory, big_tars: dict[str, Path],
                                                   tmp_path: Path) -> None:
     eng = fresh_engine(start=False)
-    out = tmp_path / "rec"
+    out = tmp_path  # events/ beside the snapshot: found without --events
     rec = _recorder(eng, out)  # before the daemon exists: it must wait for it
     t_rec = time.monotonic()
     eng.start()
@@ -97,7 +98,7 @@ def test_watch_ties_crash_made_leaks_to_the_death(fresh_engine: EngineFactory, b
 
     snap = tmp_path / "snap"
     collect(CollectOptions(root=str(eng.root), out=str(snap), api=False, jobs=2))
-    leaks = cause.with_causes(verdict.leaks(snap), snap, out).to_pylist()
+    leaks = cause.with_causes(verdict.leaks(snap), snap, None).to_pylist()
     crash_made = [r for r in leaks if r["layer_id"] in crash_dirs]
     assert crash_made, "the crash left no leaked dir"
     right = []
@@ -110,4 +111,8 @@ def test_watch_ties_crash_made_leaks_to_the_death(fresh_engine: EngineFactory, b
     print(f"\ncrash-made leaked dirs with the right interrupted_at and operation: {sum(right)}/{len(right)} "
           f"({share:.0%}); recorder cpu {cpu:.2f} s over {elapsed:.1f} s, rss {rss / 2**20:.1f} MiB")
     assert share == 1.0, [json.loads(r["cause"]) for r in crash_made]
+    assert not [r for r in leaks if json.loads(r["cause"])["interrupted_by"] == "death"
+                and abs((cause.parse_iso(json.loads(r["cause"])["interrupted_at"]) or 0) - stop_ns) < 3e9]
+    page = write_report([snap], tmp_path / "r.html").read_text()
+    assert "Leaked bytes by cause" in page and str(big_tars["big2"]) in page
     assert rss < 100 * 2**20
