@@ -25,10 +25,10 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _recorder(eng: Engine, out: Path) -> subprocess.Popen[bytes]:
+def _recorder(eng: Engine, out: Path, poll: str = "0.2") -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "snapper.cli", "watch", "--socket", str(eng.sock), "--pidfile",
-                             str(eng.pidfile), "--out", str(out), "--poll", "0.2", "--flush", "1"], env=env,
+                             str(eng.pidfile), "--out", str(out), "--poll", poll, "--flush", "1"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -116,3 +116,45 @@ def test_watch_ties_crash_made_leaks_to_the_death(fresh_engine: EngineFactory, b
     page = write_report([snap], tmp_path / "r.html").read_text()
     assert "Leaked bytes by cause" in page and str(big_tars["big2"]) in page
     assert rss < 100 * 2**20
+
+
+def _uss(pid: int) -> int:
+    """Private bytes (what the recorder costs; RSS also counts the shared pages of libarrow)."""
+    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    return sum(int(line.split()[1]) * 1024 for line in text.splitlines()
+               if line.startswith(("Private_Clean:", "Private_Dirty:")))
+
+
+def test_recorder_cost_under_churn(fresh_engine: EngineFactory, tmp_path: Path) -> None:
+    """40 s of create/rm/tag churn (~hundreds of engine events) with the recorder on: its CPU share and memory."""
+    from .engine import import_busybox
+
+    eng = fresh_engine()
+    import_busybox(eng)
+    rec = _recorder(eng, tmp_path, poll="0.5")  # the default
+    _wait_for(lambda: any(r["kind"] == "daemon-start" for r in read_events(tmp_path).to_pylist()))
+    cpu0, _ = _cpu_rss(rec.pid)
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < 40:
+        cid = eng.docker("create", "--network", "none", "bb:base").stdout.strip()
+        eng.docker("tag", "bb:base", f"bb:t{n}")
+        eng.docker("rm", cid)
+        eng.docker("rmi", f"bb:t{n}")
+        n += 1
+    span = time.monotonic() - t0
+    cpu1, rss = _cpu_rss(rec.pid)
+    uss = _uss(rec.pid)
+    rec.send_signal(signal.SIGTERM)
+    assert rec.wait(15) == 0
+    rows = read_events(tmp_path).to_pylist()
+    events = [r for r in rows if r["kind"] == "engine-event"]
+    clients = [r for r in rows if r["kind"] == "client-start"]
+    share = (cpu1 - cpu0) / span
+    print(f"\nrecorder under churn: {n} rounds, {len(events)} engine events and {len(clients)} client commands "
+          f"in {span:.0f} s; cpu {cpu1 - cpu0:.2f} s = {share:.2%} of a core; rss {rss / 2**20:.1f} MiB, "
+          f"private {uss / 2**20:.1f} MiB")
+    # every event of create, tag, rm and untag; client commands of ~0.1 s are seen only when a poll falls in
+    # them (a load, pull or build that a crash cuts lasts seconds)
+    assert len(events) >= 4 * n and clients
+    assert share < 0.05 and uss < 80 * 2**20
