@@ -106,9 +106,31 @@ def _op_of(flight: str) -> tuple[str, str]:
     return op, subject
 
 
+def image_deletes(events: pa.Table) -> list[tuple[int, str]]:
+    """(time, image) of every image delete/untag/prune the recorder saw, by time."""
+    out = [(int(r["time_ns"]), str(r["subject"] or "")) for r in events.to_pylist()
+           if r["kind"] == "engine-event" and r["type"] == "image" and r["action"] in ("delete", "untag", "prune")]
+    return sorted(out)
+
+
 def infer(mechanism: str | None, created: str | None, losses: Sequence[Loss], starts: Sequence[int],
-          recorder: bool) -> dict[str, Any]:
-    """The cause of one leaked dir as a dict (see the module doc)."""
+          recorder: bool, deletes: Sequence[tuple[int, str]] = ()) -> dict[str, Any]:
+    """The cause of one leaked dir as a dict (see the module doc). A layer pinned by an orphan mount leaked in
+    two steps: the loss that orphaned the mount (the cause) and, later, the delete of its image (named in
+    ``cascade`` when the recorder saw one)."""
+    c = _infer(mechanism, created, losses, starts, recorder)
+    if mechanism == "pinned-by-orphan-mount":
+        since = parse_iso(c.get("interrupted_at")) or parse_iso(created) or 0
+        later = [d for d in deletes if d[0] >= since]
+        if later:
+            c["cascade"] = {"operation": "rmi", "at": iso(later[-1][0]), "subject": later[-1][1]}
+            c["evidence"].append(f"snapper watch: then leaked when image {later[-1][1]} was deleted at "
+                                 f"{iso(later[-1][0])} (its layers stay pinned by the orphan mount)")
+    return c
+
+
+def _infer(mechanism: str | None, created: str | None, losses: Sequence[Loss], starts: Sequence[int],
+           recorder: bool) -> dict[str, Any]:
     ops = MECHANISM_OPERATIONS.get(mechanism or "", ())
     birth = parse_iso(created)
     evidence: list[str] = []
@@ -163,7 +185,9 @@ def add_causes(leaks: pa.Table, events: pa.Table | None, manifests: Sequence[dic
     if events is not None:
         starts = sorted(set(starts) | {int(r["daemon_started_ns"]) for r in events.to_pylist()
                                        if r["kind"] == "daemon-start" and r["daemon_started_ns"]})
-    causes = [json.dumps(infer(m, c, losses, starts, events is not None and events.num_rows > 0), sort_keys=True)
+    deletes = image_deletes(events) if events is not None else []
+    causes = [json.dumps(infer(m, c, losses, starts, events is not None and events.num_rows > 0, deletes),
+                         sort_keys=True)
               for m, c in zip(leaks.column("mechanism").to_pylist(), leaks.column("created").to_pylist(),
                               strict=True)]
     return leaks.append_column("cause", pa.array(causes, pa.string()))

@@ -83,3 +83,12 @@ def test_events_dir_defaults_to_the_snapshots_parent(tmp_path: Path) -> None:
     assert read_events(tmp_path / "series").num_rows == 0
     with pytest.raises(Exception, match="no such directory"):
         cause.events_dir_for(snap, tmp_path / "missing")
+
+
+def test_a_layer_pinned_by_an_orphan_mount_names_both_steps() -> None:
+    losses = [_loss(10, flight=("create bb:base",))]
+    deletes = [(T0 - 5 * S, "sha256:old"), (T0 + 60 * S, "sha256:bb")]
+    c = infer("pinned-by-orphan-mount", iso(T0 - 100 * S), losses, [], True, deletes)
+    assert (c["operation"], c["subject"], c["interrupted_at"]) == ("create", "bb:base", iso(T0 + 10 * S))
+    assert c["cascade"] == {"operation": "rmi", "at": iso(T0 + 60 * S), "subject": "sha256:bb"}
+    assert "cascade" not in infer("orphan-container-mount", iso(T0), losses, [], True, deletes)
