@@ -6,10 +6,11 @@ each daemon start (pid, start time, version), each loss (clean stop when the pid
 death) with the docker client commands running at that moment (``docker load -i x.tar``: read from
 /proc/<pid>/cmdline, subcommand and subject only, never option values such as build args, env or secrets).
 
-Output: ``DIR/events/events-<UTC hour>-<recorder pid>.parquet`` (schema ``WATCH_EVENTS``), rewritten whole
-through a temp file and ``os.replace`` at most every ``flush_s`` seconds and at SIGTERM/SIGINT, so a reader
-(or a SIGKILL of the recorder) never sees a torn file; a new file each hour. Costs: one /proc listing per
-``poll_s`` (cmdline read only for new pids), one idle socket read.
+Output: ``DIR/events/events-<UTC start, to the minute>-<recorder pid>.parquet`` (schema ``WATCH_EVENTS``),
+rewritten whole through a temp file and ``os.replace`` at most every ``flush_s`` seconds and at SIGTERM/SIGINT,
+so a reader (or a SIGKILL of the recorder) never sees a torn file; a new file every ``rotate_s`` (10 min), which
+bounds the rows rewritten at each flush. Costs: one /proc listing per ``poll_s`` (cmdline read only for new
+pids), one idle socket read.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ class Recorder:
     pidfile: Path
     poll_s: float = 0.5
     flush_s: float = 10.0
-    rotate_s: int = 3600
+    rotate_s: int = 600
     clock: Callable[[], int] = time.time_ns
     _rows: list[Row] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -215,13 +216,13 @@ class Recorder:
     # --- output ----------------------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Rewrite this hour's file from the rows of the hour (temp file + os.replace); start a new hour."""
+        """Rewrite the current file from its rows (temp file + os.replace); start a new file after rotate_s."""
         with self._lock:
             if not self._dirty:
                 return
             rows = list(self._rows)
             self._dirty = False
-        key = time.strftime("%Y%m%dT%H", time.gmtime(rows[0]["time_ns"] / 1e9 if rows else time.time()))
+        key = time.strftime("%Y%m%dT%H%M", time.gmtime(rows[0]["time_ns"] / 1e9 if rows else time.time()))
         key = self._file_key or key
         self._file_key = key
         d = self.out / "events"

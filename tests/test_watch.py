@@ -108,3 +108,17 @@ def test_event_stream_and_version_over_a_unix_socket(tmp_path: Path) -> None:
 def read_rows(rec: Recorder) -> list[object]:
     with rec._lock:
         return [r for r in rec._rows if r.get("kind") == "engine-event"]
+
+
+def test_rotation_starts_a_new_file_and_keeps_every_row(tmp_path: Path) -> None:
+    now = [1_796_000_000_000_000_000]
+    rec = Recorder(SOCK, tmp_path, tmp_path / "pid", rotate_s=600, clock=lambda: now[0])
+    for i in range(3):
+        rec.add(kind="engine-event", action=f"a{i}")
+        rec.flush()
+        now[0] += 400 * 10**9  # the second flush is 800 s after the first row: rotate after writing it
+    rec.add(kind="engine-event", action="a3")
+    rec.flush()
+    files = sorted((tmp_path / "events").glob("events-*.parquet"))
+    assert len(files) == 2
+    assert [r["action"] for r in read_events(tmp_path).to_pylist()] == ["a0", "a1", "a2", "a3"]
