@@ -92,3 +92,40 @@ def test_a_layer_pinned_by_an_orphan_mount_names_both_steps() -> None:
     assert (c["operation"], c["subject"], c["interrupted_at"]) == ("create", "bb:base", iso(T0 + 10 * S))
     assert c["cascade"] == {"operation": "rmi", "at": iso(T0 + 60 * S), "subject": "sha256:bb"}
     assert "cascade" not in infer("orphan-container-mount", iso(T0), losses, [], True, deletes)
+
+
+def test_leaks_and_explain_cli_with_recorder_rows(tmp_path: Path) -> None:
+    """`leaks --format json` gets a cause column from events/ beside the snapshot; `explain` cause rows."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from snapper import verdict
+    from snapper.cli import app
+    from snapper.demo import sample_path
+    from snapper.watch import Recorder
+
+    snap = tmp_path / "series" / "s0"
+    shutil.copytree(sample_path(), snap)
+    leaks = verdict.leaks(snap, 0, 0).to_pylist()
+    newest = max(parse_iso(r["created"]) or 0 for r in leaks)
+    rec = Recorder("/x.sock", tmp_path / "series", tmp_path / "pid", clock=lambda: newest + 2 * S)
+    rec.add(kind="daemon-death", pid=9, last_alive_ns=newest + S, in_flight=["load /srv/big.tar", "rmi old:1"])
+    rec.flush()
+    runner = CliRunner()
+    res = runner.invoke(app, ["leaks", str(snap), "--grace", "0", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    causes = {r["layer_id"]: json.loads(r["cause"]) for r in rows}
+    by_mech = {r["mechanism"]: causes[r["layer_id"]] for r in rows}
+    assert by_mech["interrupted-layer-create"]["operation"] == "load"
+    assert by_mech["interrupted-layer-create"]["subject"] == "/srv/big.tar"
+    assert by_mech["interrupted-image-delete"]["operation"] == "rmi"
+    assert {c["interrupted_at"] for c in causes.values()} == {iso(newest + 2 * S)}
+    table = runner.invoke(app, ["leaks", str(snap), "--grace", "0"])
+    assert table.exit_code == 0 and "cause (which daemon loss" in table.output and "death at" in table.output
+    layer = next(r["layer_id"] for r in rows if r["mechanism"] == "interrupted-layer-create")
+    ex = runner.invoke(app, ["explain", str(snap), layer[:12], "--grace", "0", "--format", "json"])
+    assert ex.exit_code == 0, ex.output
+    sections = {r["section"]: r["detail"] for r in json.loads(ex.stdout)}
+    assert json.loads(sections["cause"])["operation"] == "load" and "docker load" in sections["cause evidence"]
