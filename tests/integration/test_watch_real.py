@@ -87,13 +87,13 @@ def test_watch_ties_crash_made_leaks_to_the_death(fresh_engine: EngineFactory, b
     # a second death, mid `docker rmi` of an image loaded before it: its layers leak (interrupted-image-delete)
     # and must be tied to this death, not to the earlier one after which they were born
     small = tmp_path / "small.tar"
-    make_image_tar(small, "small:1", [5000, 5000, 5000], "w")
+    make_image_tar(small, "small:1", [1000, 1000, 30000], "w")  # the top layer is deleted first, for ~1 s
     eng.docker("load", "-i", str(small))
     gd = eng.inspect("image", "small:1")["GraphDriver"]["Data"]
     rmi_dirs = {Path(p).parent.name for p in [gd["UpperDir"], *gd["LowerDir"].split(":")]}
     sha = layerdb(eng) / "sha256"
     t_rmi = time.monotonic()  # crash once a poll (0.2 s) has surely seen the client: polling misses a client
-    kill_when(eng, ["rmi", "small:1"], lambda: time.monotonic() - t_rmi > 0.5  # that lives < 1 poll
+    kill_when(eng, ["rmi", "small:1"], lambda: time.monotonic() - t_rmi > 0.4  # that lives < 1 poll
               and any(n.endswith("-removing") for n in os.listdir(sha)))
     rmi_death_ns = time.time_ns()
     eng.start()
