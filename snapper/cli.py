@@ -304,6 +304,9 @@ def leaks(
                                                      "this (a CI gate)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="whole evidence, wrapped (default: one line "
                                           "each)")] = False,
+    events: Annotated[Path | None, typer.Option("--events", help="the --out dir of `snapper watch` (default: the "
+                                                "snapshot's parent dir when it holds events/): adds a cause per leak")]
+    = None,
 ) -> None:
     """Leaked overlay2 dirs and containerd snapshots/blobs (unreachable from every live root) with mechanism
     and evidence.
@@ -313,8 +316,9 @@ def leaks(
       snapper leaks SNAP
       snapper leaks SNAP --min-bytes 100000000 --format json | jq '.[].layer_id'
       snapper leaks SNAP --fail-on-leak 10000000000   # exit 3 above 10 GB
+      snapper leaks SNAP --events /var/lib/snapper     # which crash and operation left each
     """
-    from snapper import verdict
+    from snapper import cause, verdict
     from snapper.render import human_bytes, render_table
 
     _check_format(format)
@@ -323,7 +327,9 @@ def leaks(
     cols = list(verdict.LEAK_COLUMNS)
     if set(rep.leaks.column("store").to_pylist()) - {"overlay2"}:
         cols.insert(0, "store")  # containerd snapshot ids and digests: say which store they belong to
-    table = rep.leaks.select(cols)
+    with_cause = events is not None or cause.events_dir_for(snapshot, None) is not None
+    table = _run(lambda: cause.with_causes(rep.leaks.select(cols), snapshot, events)) if with_cause \
+        else rep.leaks.select(cols)
     if format != "table":
         render_table(table, format)
     else:
@@ -336,11 +342,17 @@ def leaks(
         if evidence:
             render_notes(evidence, title="evidence" + ("" if verbose else " (one line each; --verbose for all "
                                                       "of it)"), full=verbose)
+        if with_cause and table.num_rows:
+            render_notes(cause.cause_notes(table, [e[0] for e in evidence]),
+                         title="cause (which daemon loss and operation left it; --format json for the evidence)")
         if rep.metadata.num_rows:
             meta, details = verdict.metadata_for_terminal(rep.metadata)
             render_table(meta, "table", title="leaked metadata (holds no dir of its own)")
             render_notes(details, title="details", full=verbose)
         render_table(rep.reconciliation, "table", title="reconciliation", byte_columns=("bytes",))
+        if rep.known_bugs.num_rows:
+            render_notes(verdict.known_bugs_notes(rep.known_bugs),
+                         title="known engine bugs that leak like this (`snapper query known_bugs SNAP`)", full=verbose)
     total = sum(b or 0 for b in rep.leaks.column("bytes").to_pylist())
     if fail_on_leak is not None and total > fail_on_leak:
         print(f"snapper: leaked {human_bytes(total)} > --fail-on-leak {human_bytes(fail_on_leak)}", file=sys.stderr)
@@ -353,26 +365,51 @@ def explain(
     dir: Annotated[str, typer.Argument(help="overlay2 dir name, or a unique prefix of it")],
     grace: GraceOpt = "1h",
     format: FormatOpt = "table",
+    events: Annotated[Path | None, typer.Option("--events", help="the --out dir of `snapper watch` (default: the "
+                                                "snapshot's parent dir when it holds events/)")] = None,
 ) -> None:
-    """Why DIR is live (the references from a root) or not (mechanism, evidence, timestamps).
+    """Why DIR is live (the references from a root) or not (mechanism, evidence, timestamps, and its cause).
 
     \b
     Examples:
       snapper explain SNAP 633b1958       (a unique prefix, as `snapper leaks` shows it)
       snapper explain SNAP 633b1958d2c4 --format json
     """
-    from snapper import verdict
+    from snapper import cause, verdict
     from snapper.render import render_table
 
     _check_format(format)
     grace_s = _run(lambda: verdict.parse_duration(grace))
     table = _run(lambda: verdict.explain(snapshot, dir.strip().rstrip("/").rsplit("/", 1)[-1], grace_s))
+    table = _run(lambda: cause.explain_rows(snapshot, table, events, grace_s))
     if format == "table":  # one line a section, long details wrapped under their own column
         from snapper.render import render_notes
 
         render_notes([(r["section"], r["detail"] or "") for r in table.to_pylist()], full=True)
     else:
         render_table(table, format)
+
+
+@app.command()
+def watch(
+    socket: Annotated[str, typer.Option("--socket", help="the engine API socket")] = "/var/run/docker.sock",
+    out: Annotated[Path, typer.Option("--out", help="writes OUT/events/*.parquet")] = Path("."),
+    pidfile: Annotated[str, typer.Option("--pidfile", help="dockerd's pid file (removed at a clean stop)")]
+    = "/var/run/docker.pid",
+    poll: Annotated[float, typer.Option("--poll", help="seconds between looks at the daemon and clients")] = 0.5,
+    flush: Annotated[float, typer.Option("--flush", help="seconds between writes (at most 10)")] = 10.0,
+) -> None:
+    """Record the daemon's starts and losses (clean stop or death), its event stream and the docker commands in
+    flight, for `snapper leaks --events`. Runs until SIGTERM/SIGINT; changes nothing on the engine.
+
+    \b
+    Examples:
+      snapper watch --out /var/lib/snapper
+      snapper watch --socket /run/user/1000/docker.sock --pidfile /run/user/1000/docker.pid --out ~/snapper
+    """
+    from snapper import watch as recorder
+
+    _run(lambda: recorder.watch(socket, out, pidfile, poll, flush))
 
 
 def _table_or_none(t: Any, title: str, fmt: str, byte_columns: tuple[str, ...] = ()) -> None:
@@ -446,7 +483,7 @@ def diff(
 
 
 HISTORY_SECTIONS = ("dirs", "never_reachable", "timeline", "rate", "attribution", "duplicates", "prefixes",
-                    "neighbours", "containerd")
+                    "neighbours", "containerd", "restarts", "causes")
 
 
 @app.command()
@@ -489,7 +526,8 @@ def history(
     doc = {"snapshots": rows_of(h.timeline), "rate": h.rate, "never_reachable": never,
            "dirs": rows_of(h.dirs.drop_columns(["first_seen_ns", "last_seen_ns"])),
            "attribution": rows_of(h.attribution), "duplicates": rows_of(h.duplicates),
-           "prefixes": rows_of(h.prefixes), "neighbours": rows_of(h.neighbours), "containerd": rows_of(h.containerd)}
+           "prefixes": rows_of(h.prefixes), "neighbours": rows_of(h.neighbours), "containerd": rows_of(h.containerd),
+           "restarts": rows_of(h.restarts), "causes": rows_of(h.causes) if h.causes is not None else None}
     if format == "json":
         render_json(doc)
         return
@@ -497,8 +535,11 @@ def history(
         import pyarrow as pa
 
         tables = {"dirs": h.dirs, "timeline": h.timeline, "attribution": h.attribution, "duplicates": h.duplicates,
-                  "prefixes": h.prefixes, "neighbours": h.neighbours, "containerd": h.containerd}
+                  "prefixes": h.prefixes, "neighbours": h.neighbours, "containerd": h.containerd,
+                  "restarts": h.restarts, **({"causes": h.causes} if h.causes is not None else {})}
         chosen = tables.get(section)
+        if chosen is None and section == "causes":  # no snapper watch rows beside the series
+            chosen = pa.table({"interrupted_at": pa.array([], pa.string())})
         if chosen is None:  # never_reachable and rate are built here, not tables of their own
             rows = never if section == "never_reachable" else [h.rate]
             chosen = pa.Table.from_pylist(rows) if rows else pa.table({c: pa.array([], pa.string()) for c in nr_cols})
@@ -511,6 +552,11 @@ def history(
 
     _table_or_none(pa.Table.from_pylist(never) if never else pa.table({}),
                    f"appeared and never became reachable ({len(never)})", "table", ("bytes",))
+    if any(h.restarts.column("restarted_since_previous").to_pylist()):
+        render_table(h.restarts.select(["snap", "collected_utc", "daemon_started_utc", "pids", "note"]), "table",
+                     title="daemon restarts between snapshots (best effort: the start before each collect)")
+    if h.causes is not None:
+        _table_or_none(h.causes, "leaked bytes of the last snapshot by cause (snapper watch)", "table", ("bytes",))
     rate = h.rate
     if rate.get("leaked_bytes_per_hour") is not None:
         from snapper.render import human_bytes

@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from snapper import __version__, catalog, series, verdict
+from snapper import __version__, catalog, known_bugs, series, verdict
 from snapper.errors import OutputError
 from snapper.render import human_bytes, rows_of
 from snapper.snapshot import Snapshot, output_mode
@@ -516,6 +516,32 @@ def _rows_section(title: str, t: pa.Table, head: list[str], cell: Any, empty: st
     return _section(title, _table(head, rows) if rows else f'<p class="note">{_e(empty)}</p>')
 
 
+def _known_bugs(inv: Investigation) -> str:
+    """Known engine bugs (snapper/data/known_bugs.csv) that apply to the engine of the last snapshot."""
+    return _rows_section(
+        "Known engine bugs that leak like this (last snapshot)", inv.last.known_bugs,
+        ["bug", "engine", "applies", "fixed in", "mechanisms", ">leaked dirs", ">leaked bytes", "issue", "workaround"],
+        lambda r: f"<td class=\"nowrap\">{_e(r['bug'])}</td><td>{_e(r['engine_version'])}</td>"
+        f"<td>{_e(r['applies'] if r['applies'] == 'yes' else 'if in ' + r['affected'])}</td>"
+        f"<td>{_e(r['fixed_in'])}</td>"
+        f"<td>{''.join(_chip(m) for m in r['mechanisms'].split(';'))}</td>{_num_td(r['leaked_dirs'])}"
+        f"{_bytes_td(r['leaked_bytes'])}<td class=\"mono\">{_e(known_bugs.short_ref(r['issue_url']))}</td>"
+        f"<td class=\"evidence\">{_e(r['workaround'])}</td>",
+        "no known bug of this list applies to this engine version and store.")
+
+
+def _causes(inv: Investigation) -> str:
+    """Leaked bytes by cause (daemon loss, operation, subject) when `snapper watch` rows sit beside the series."""
+    if inv.history.causes is None:
+        return ""
+    return _rows_section(
+        "Leaked bytes by cause (last snapshot, from snapper watch)", inv.history.causes,
+        ["daemon lost at", "how", "operation", "subject", ">bytes", ">dirs"],
+        lambda r: f"<td class=\"nowrap\">{_e(r['interrupted_at'])}</td><td>{_e(r['by'])}</td>"
+        f"<td>{_e(r['operation'])}</td><td class=\"mono\">{_e(r['subject'])}</td>{_bytes_td(r['bytes'])}"
+        f"{_num_td(r['dirs'])}", "nothing leaked.")
+
+
 def _lists(inv: Investigation) -> str:
     h = inv.history
     pmax = max((r["bytes"] or 0 for r in h.prefixes.to_pylist()), default=0) or 1
@@ -557,7 +583,8 @@ def _explain(inv: Investigation) -> str:
 def render_html(inv: Investigation) -> str:
     m = inv.snapshots[-1].manifest
     body = (_header(inv) + _cards(inv) + _reconciliation(inv) + _over_time(inv) + _mechanisms_now(inv)
-            + _rate(inv) + _never(inv) + _top_leaks(inv) + _lists(inv) + _explain(inv))
+            + _known_bugs(inv) + _causes(inv) + _rate(inv) + _never(inv) + _top_leaks(inv) + _lists(inv)
+            + _explain(inv))
     csp = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{csp}">'

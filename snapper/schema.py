@@ -535,6 +535,33 @@ def markdown() -> str:
     return "\n".join(out)
 
 
+# --- snapper watch: the recorder's own table (DIR/events/*.parquet), not part of a snapshot -----------------
+
+WATCH_EVENTS = Table(
+    "watch_events",
+    "What `snapper watch` saw: the daemon's starts and losses (clean stop or death), the engine's event stream "
+    "(GET /events) and the docker client commands in flight (from /proc). One row per observation.",
+    (
+        ("time_ns", _I64, "when it happened (engine events: the event's timeNano; daemon loss: when noticed)"),
+        ("kind", _STR, "daemon-start | daemon-stop (pid file removed: clean) | daemon-death | engine-event | "
+                       "client-start | client-end | recorder-start | recorder-stop"),
+        ("pid", _I64, "dockerd pid (daemon rows) or the docker client's pid (client rows)"),
+        ("daemon_started_ns", _I64, "start time of that dockerd (/proc/<pid>/stat)"),
+        ("version", _STR, "dockerd version from GET /version (daemon-start)"),
+        ("type", _STR, "engine event Type (image, container, builder, ...)"),
+        ("action", _STR, "engine event Action (load, pull, delete, create, ...); client rows: the operation "
+                         "(load, pull, import, build, commit, create, rmi, prune, builder-prune, export)"),
+        ("subject", _STR, "the event's actor (image name or id, container id) or the client's image/file/tag; "
+                          "never option values such as build args, env or secrets"),
+        ("last_alive_ns", _I64, "daemon loss: the last time the daemon was seen alive (the loss is between this "
+                                "and time_ns)"),
+        ("in_flight", _LSTR, "daemon loss: the client operations running at that moment, as 'operation subject'"),
+        ("detail", _STR, "free text: event attributes kept (name, image), reconnect reasons"),
+    ),
+    since=2,
+)
+
+
 # --- the fleet lake (snapper.lake): small per-snapshot tables, hive-partitioned by host and date ------------
 # A lake file is <table>/host=<host>/date=<yyyy-mm-dd>/<snapshot>.parquet; host and date come from the path
 # (LAKE_PARTITIONS), not from the file. The lake has its own major version, checked before any read or write.

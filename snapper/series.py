@@ -173,6 +173,8 @@ class History:
     prefixes: pa.Table
     neighbours: pa.Table
     containerd: pa.Table  # query `ctr_history`: containerd snapshot dirs, blobs and ingests across the series
+    restarts: pa.Table  # query `daemon_restarts`: the daemon of each snapshot, restarts between them
+    causes: pa.Table | None  # leaked bytes of the last snapshot by cause (cause.by_cause), with `snapper watch` rows
 
     @property
     def never_reachable(self) -> pa.Table:
@@ -200,4 +202,16 @@ def history(args: Sequence[str | Path], grace_s: int = DEFAULT_GRACE_S, window_s
         catalog.run(con, "leak_prefixes", last),
         catalog.run(con, "leak_neighbours", {**last, "window_seconds": window_s}),
         catalog.run(con, "ctr_history", p),
+        catalog.run(con, "daemon_restarts"),
+        _causes(snaps[-1], grace_s),
     )
+
+
+def _causes(last: Snapshot, grace_s: int) -> pa.Table | None:
+    """Leaked bytes of the last snapshot by cause, when `snapper watch` wrote events/ beside the series."""
+    from snapper import cause, verdict
+
+    if cause.events_dir_for(last.path, None) is None:
+        return None
+    leaks = verdict.leaks(last, 0, grace_s).select(["layer_id", "bytes", "mechanism", "created"])
+    return cause.by_cause(cause.with_causes(leaks, last.path, None))

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from snapper import known_bugs
 from snapper.errors import OutputError, SnapshotError, UnclassifiedDriverError
 from snapper.schema import SCHEMA_MINOR, SCHEMA_VERSION, TABLES, Table
 
@@ -439,6 +440,7 @@ def view_statements(snaps: Snapshot | Sequence[Snapshot]) -> list[str]:
         " TRY_CAST(json_extract_string(m.manifest, '$.statvfs.used_bytes') AS BIGINT) AS fs_used_bytes,"
         " TRY_CAST(json_extract_string(m.manifest, '$.statvfs.total_bytes') AS BIGINT) AS fs_total_bytes"
         f" FROM manifest m JOIN (VALUES {', '.join(paths)}) p(snap, path) ON p.snap = m.snap;")
+    out.append(known_bugs.view_statement())
     return out
 
 

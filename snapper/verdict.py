@@ -94,11 +94,29 @@ def reconciliation(snapshot: str | Path | Snapshot, grace_s: int = DEFAULT_GRACE
     return _single(catalog.run(bound(snapshot), "reconciliation", {"grace_seconds": grace_s}))
 
 
+def known_bugs(snapshot: str | Path | Snapshot, grace_s: int = DEFAULT_GRACE_S) -> pa.Table:
+    """The known engine bugs (snapper/data/known_bugs.csv) that apply to the engine that produced the snapshot,
+    with the leaked dirs and bytes whose mechanism matches each bug's signature."""
+    return _single(catalog.run(bound(snapshot), "known_bugs", {"grace_seconds": grace_s}))
+
+
+def known_bugs_notes(table: pa.Table) -> list[tuple[str, str]]:
+    """(bug, one line) pairs for a terminal or report: whether it applies, fix, matching leaks, issue."""
+    out = []
+    for r in table.to_pylist():
+        applies = (f"engine {r['engine_version']} is affected" if r["applies"] == "yes"
+                   else f"engine version unknown: applies to {r['affected']}")
+        out.append((r["bug"], f"{applies}; fixed in {r['fixed_in']}; {r['leaked_dirs']} leaked dir(s) of "
+                    f"its mechanism ({r['mechanisms'].replace(';', ', ')}); {r['issue_url']}; {r['workaround']}"))
+    return out
+
+
 @dataclass(frozen=True)
 class Report:
     leaks: pa.Table
     metadata: pa.Table
     reconciliation: pa.Table
+    known_bugs: pa.Table
 
 
 def report(snapshot: str | Path | Snapshot, min_bytes: int = 0, grace_s: int = DEFAULT_GRACE_S) -> Report:
@@ -107,6 +125,7 @@ def report(snapshot: str | Path | Snapshot, min_bytes: int = 0, grace_s: int = D
         _single(catalog.run(con, "leaks", {"min_bytes": min_bytes, "grace_seconds": grace_s})),
         _single(catalog.run(con, "leaked_metadata", {"grace_seconds": grace_s})),
         _single(catalog.run(con, "reconciliation", {"grace_seconds": grace_s})),
+        _single(catalog.run(con, "known_bugs", {"grace_seconds": grace_s})),
     )
 
 

@@ -21,7 +21,7 @@ QUERIES = sorted(catalog.catalog())
 # one parameter set per query for the golden files (explain needs a dir of the sample)
 GOLDEN_PARAMS: dict[str, dict[str, object]] = {
     "leaks": {"grace_seconds": 0}, "verdicts": {"grace_seconds": 0}, "leaked_metadata": {"grace_seconds": 0},
-    "reconciliation": {"grace_seconds": 0},
+    "reconciliation": {"grace_seconds": 0}, "known_bugs": {"grace_seconds": 0},
 }
 
 
@@ -56,7 +56,7 @@ def test_query_runs_on_an_empty_snapshot(name: str, empty_snapshot: Path) -> Non
     table = catalog.run(con, name, params)
     # per-snapshot summaries have rows even for an empty store; the l/ dir has a verdict
     if name not in ("reconciliation", "explain", "verdicts", "history", "history_timeline", "history_rate",
-                    "diff"):
+                    "diff", "known_bugs", "daemon_restarts"):
         assert table.num_rows == 0, name
 
 
@@ -172,7 +172,7 @@ CTR_GOLDEN: dict[str, dict[str, object]] = {
     "ctr_leases": {}, "ctr_reach": {}, "ctr_verdicts": {"grace_seconds": 0}, "leaks": {"grace_seconds": 0},
     "leaked_metadata": {"grace_seconds": 0}, "ctr_history": {"grace_seconds": 0},
     "ctr_diff": {"old_snap": 0, "new_snap": 0, "grace_seconds": 0},
-    "reconciliation": {"grace_seconds": 0},
+    "reconciliation": {"grace_seconds": 0}, "known_bugs": {"grace_seconds": 0},
     "ctr_explain": {"store": str(Path("/work/main/tests/data/ctr_root")), "name": "3", "grace_seconds": 0},
 }
 

@@ -97,7 +97,8 @@ def test_series_report_tells_the_story(series_report: Path, series_inv: Investig
                  "dockerd 20.10.24", "Reconciliation of the last snapshot (s4)", "not in docker system df",
                  "Disk use over time", "Leaked bytes by mechanism over time", "Leak rate and fill forecast",
                  "Appeared and never became reachable", "Top leaked dirs (3 in the last snapshot)",
-                 "Leaked metadata", "write-set-2379937137", "Duplicate content", "ml-layer0/d0000",
+                 "Leaked metadata", "write-set-2379937137", "Known engine bugs that leak like this",
+                 "moby#46136", "Duplicate content", "ml-layer0/d0000",
                  "100 % of paths", f"snapper explain {SERIES / 's4'} {leaks[0]['layer_id']}",
                  "no fill forecast: needs at least 3 snapshots spanning at least 1 h (have 5 over 0.001 h)"):
         assert html.escape(text, quote=True) in page, text

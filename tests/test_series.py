@@ -46,6 +46,8 @@ def test_diff_properties(a: int, b: int) -> None:
 @pytest.mark.parametrize("name,params", [
     ("diff", {"old_snap": 1, "new_snap": 2, "grace_seconds": 0}),
     ("history", {"grace_seconds": 0}),
+    ("known_bugs", {"grace_seconds": 0}),
+    ("daemon_restarts", {}),
     ("history_timeline", {"grace_seconds": 0}),
     ("attribution", {"snap": -1, "grace_seconds": 0}),
     ("duplicates", {"snap": -1, "grace_seconds": 0}),
@@ -146,3 +148,20 @@ def test_diff_layer_prefix_of_one_dir_in_both_snapshots() -> None:
                   if sum(x.startswith(p) for x in d.dirs.column("layer_id").to_pylist()) == 1)
     res = runner.invoke(app, ["diff", str(SNAPS[2]), str(SNAPS[3]), "--layer", prefix, "-f", "csv"])
     assert res.exit_code == 0, res.output
+
+
+def test_daemon_restarts_from_recorded_start_times(tmp_path: Path) -> None:
+    """A start time that changes between two snapshots is a restart even when the pid is reused."""
+    import shutil
+
+    dirs = []
+    for i, started in enumerate([1_000, 1_000, 2_000]):
+        d = tmp_path / f"s{i}"
+        shutil.copytree(SNAPS[i], d)
+        m = json.loads((d / "manifest.json").read_text())
+        m["daemon"].update({"started_ns": started, "pids": [42]})
+        (d / "manifest.json").write_text(json.dumps(m))
+        dirs.append(d)
+    h = series.history([tmp_path], 0)
+    assert h.restarts.column("restarted_since_previous").to_pylist() == [None, False, True]
+    assert h.causes is None  # no snapper watch rows beside the series
