@@ -13,6 +13,7 @@ Without the extension (no compiler at install time) or with ``SNAPPER_NATIVE=0``
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,8 @@ THREADS_ENV = "SNAPPER_WALK_THREADS"
 # past that the gain is within noise and a warm walk only pays for more context switches.
 DEFAULT_THREADS = 8
 BATCH_ROWS = 16384
+MAX_FDS = 512  # parent dir fds kept open across the threads; past it subdirs are opened from the layer's top
+PROC_FD: bool | None = None  # read xattrs through /proc/self/fd (None: when it is there)
 
 
 def native_module() -> Any | None:
@@ -39,10 +42,9 @@ def native_module() -> Any | None:
     if os.environ.get(ENV, "1") == "0":
         return None
     try:
-        from snapper import _nwalk  # type: ignore[attr-defined]
+        return importlib.import_module("snapper._nwalk")
     except ImportError:
         return None
-    return _nwalk
 
 
 def fallback_reason() -> str | None:
@@ -50,7 +52,7 @@ def fallback_reason() -> str | None:
     if os.environ.get(ENV, "1") == "0":
         return f"{ENV}=0: using the pure-Python walk"
     try:
-        from snapper import _nwalk  # type: ignore[attr-defined]  # noqa: F401
+        importlib.import_module("snapper._nwalk")
     except ImportError:
         return ("the native walk (snapper._nwalk) is not built: using the pure-Python walk, 2-4x slower "
                 "(reinstall snapper where a C compiler and Python's headers are present)")
@@ -88,10 +90,12 @@ def walk_layers_native(mod: Any, overlay_dir: bytes, names: list[bytes], hash_mo
     cb = None if hash_mode == "none" else (lambda fd, size: digest_fd(fd, size, hash_mode))
     top_rows: list[RawBatch] = []
     tree = TreeWalker(overlay_dir, rel_prefix, hash_mode, mount_points, top_rows.append, BATCH_ROWS)
+    if PROC_FD is not None:
+        tree.proc_fd = PROC_FD
     handed: list[tuple[list[tuple[str, int]], int]] = []
     tree.handoff = lambda dirs, ino: handed.append((dirs, ino))
     layers: dict[int, _Layer] = {}
-    walker = mod.Walker(threads, cb, sorted(mount_points), BATCH_ROWS, int(tree.proc_fd))
+    walker = mod.Walker(threads, cb, sorted(mount_points), BATCH_ROWS, int(tree.proc_fd), MAX_FDS)
 
     def event(ev: tuple[Any, ...]) -> Iterator[tuple[str, Any, Any]]:
         lay = layers[ev[1]]
