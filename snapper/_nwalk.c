@@ -134,6 +134,7 @@ typedef struct {
     Node **stack;
     size_t stack_n, stack_cap;
     int active;        /* dirs being listed */
+    int idle;          /* threads waiting for work */
     int closed, stop;
     long tasks_open;
     Task *tasks;
@@ -490,7 +491,11 @@ static void push_children(Walker *w, Node *parent, Node **kids, size_t nk) {
     parent->pending += (long)nk;
     parent->refs += (long)nk;
     parent->task->pending += (long)nk;
-    pthread_cond_broadcast(&w->work_cv);
+    if (w->idle > 0) { /* wake only as many as there are new dirs (no herd on every listing) */
+        if ((size_t)w->idle <= nk) pthread_cond_broadcast(&w->work_cv);
+        else
+            for (size_t i = 0; i < nk; i++) pthread_cond_signal(&w->work_cv);
+    }
     unlock(w);
 }
 
@@ -565,13 +570,11 @@ static void list_dir(Walker *w, Local *L, Node *node, int fd) {
             if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
             size_t namelen = strlen(name);
             struct stat st;
-            /* the entry's relative path, for error records */
-            ename.len = 0;
-            buf_put(&ename, rel, rellen);
-            buf_put(&ename, "/", 1);
-            buf_put(&ename, name, namelen);
+            /* the entry's relative path, for error records (built when needed) */
+#define ENAME() (ename.len = 0, buf_put(&ename, rel, rellen), buf_put(&ename, "/", 1), buf_put(&ename, name, namelen))
             if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
                 int e = errno;
+                ENAME();
                 add_err(w, t, ename.p, ename.len, "lstat", e, e == ENOENT ? "vanished during the walk" : NULL);
                 continue;
             }
@@ -583,6 +586,7 @@ static void list_dir(Walker *w, Local *L, Node *node, int fd) {
                     (w->n_mps && is_mount_point(w, t, rel, rellen, name, namelen, &L->tmp))) {
                     put_row(&b->mounts, row);
                 } else {
+                    ENAME();
                     if (dir_opaque(w, t, fd, name, &st, ename.p, ename.len)) put_row(&b->opaque, row);
                     Node *kid = malloc(sizeof(Node) + namelen + 1);
                     if (!kid) abort();
@@ -612,7 +616,9 @@ static void list_dir(Walker *w, Local *L, Node *node, int fd) {
                     cap *= 2;
                 }
                 if (n < 0) {
-                    add_err(w, t, ename.p, ename.len, "readlink", errno, NULL);
+                    int e = errno;
+                    ENAME();
+                    add_err(w, t, ename.p, ename.len, "readlink", e, NULL);
                 } else {
                     put_row(&b->link_rows, row);
                     buf_put(&b->link_blob, L->link.p, (size_t)n);
@@ -624,6 +630,7 @@ static void list_dir(Walker *w, Local *L, Node *node, int fd) {
             case S_IFREG:
                 if (hashing) {
                     unsigned char dig[16];
+                    ENAME();
                     if (hash_file(w, t, fd, name, &st, ename.p, ename.len, dig)) {
                         put_row(&b->hash_rows, row);
                         buf_put(&b->hash_vals, dig, 16);
@@ -720,7 +727,9 @@ static void *thread_main(void *arg) {
                 continue;
             }
             if (w->closed && w->active == 0) break; /* the stack is empty and no more tasks come */
+            w->idle++;
             pthread_cond_wait(&w->work_cv, &w->mu);
+            w->idle--;
         }
         if (!node) {
             unlock(w);
