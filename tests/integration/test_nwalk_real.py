@@ -23,4 +23,4 @@ def test_native_walk_matches_the_python_walk_on_a_real_data_root(native: None, b
     for odd in (ODD_FIFO, ODD_SYMLINK):
         assert any(p.endswith(odd.lstrip("/")) for p in paths), odd
     assert any(r["mount_point"] for r in rows)
-    assert sum(r["hash"] is not None for r in rows) > 100 and len(layers) > 5
+    assert sum(r["hash"] is not None for r in rows) > 10 and len(layers) > 5
