@@ -583,7 +583,8 @@ def targets_table(r: dict[str, Any], mem: list[dict[str, Any]]) -> list[str]:
             row(f"incremental, 1% new dirs, {key}: <= 0.05 x du -sx", f"x{x} "
                 f"({median_of(inc[key], 'snapper', 'wall_s'):.2f} s)", x <= 0.05)
     peak = max(w["snapper"]["peak_rss_mb"] for w in r["warm"] + r.get("cold", []))
-    row(f"peak RSS <= 256 MB at {r['tree']['entries']:,} entries", f"{peak:.0f} MB (default threads / --jobs)", peak <= 256)
+    row(f"peak RSS <= 256 MB at {r['tree']['entries']:,} entries", f"{peak:.0f} MB (default threads / --jobs)",
+        peak <= 256)
     for m in mem:
         p = max(w["snapper"]["peak_rss_mb"] for w in m["warm"])
         row(f"peak RSS <= 256 MB at {m['tree']['entries']:,} entries", f"{p:.0f} MB", p <= 256)
