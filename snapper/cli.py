@@ -187,16 +187,16 @@ def collect(
     from snapper import verdict
 
     grace_s = _run(lambda: verdict.parse_duration(grace))
-    from snapper.nwalk import fallback_reason
-
-    if (why := fallback_reason()) is not None:
-        print(f"note: {why}", file=sys.stderr)
     prog = _RichProgress() if (sys.stderr.isatty() and not quiet) else None
     try:
         res = _run(lambda: do_collect(opts, prog))
     finally:
         if prog is not None:
             prog.stop()
+    from snapper.nwalk import fallback_reason
+
+    if (why := fallback_reason()) is not None:  # once, after the collect (an error stays the only line)
+        print(f"note: {why}", file=sys.stderr)
     if metrics is not None:
         from snapper import metrics as metrics_mod
 

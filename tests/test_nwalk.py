@@ -224,3 +224,23 @@ def test_fallback_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     assert nwalk.native_module() is None
     reason = nwalk.fallback_reason()
     assert reason is not None and "not built" in reason and "\n" not in reason
+
+
+@pytest.mark.parametrize("native_env", ["0", "1"])
+def test_collect_says_in_one_line_when_it_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     native_env: str) -> None:
+    from typer.testing import CliRunner
+
+    from snapper.cli import app
+    from tests.synthetic import build_standard
+
+    std = build_standard(tmp_path / "root", odd=False)
+    monkeypatch.setenv("SNAPPER_NATIVE", native_env)
+    res = CliRunner().invoke(app, ["collect", "--root", str(std.root), "--out", str(tmp_path / "snap"), "--no-api",
+                                   "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.stderr
+    notes = [line for line in res.stderr.splitlines() if "walk" in line]
+    if native_env == "0":
+        assert notes == ["note: SNAPPER_NATIVE=0: using the pure-Python walk"]
+    elif _built():
+        assert notes == []
