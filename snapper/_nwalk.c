@@ -7,8 +7,10 @@
  * not kept, from the top fd, a PATH_MAX-sized chunk of path per openat) and checked with fstat to be the
  * inode lstat saw. Every entry gets fstatat(AT_SYMLINK_NOFOLLOW); dirs on another device or listed as mount
  * points are recorded, not descended; symlinks are read with readlinkat, never followed; only regular files
- * are opened, for a content hash, with O_NOFOLLOW|O_NONBLOCK and an fstat check; xattrs of dirs are read
- * through /proc/self/fd/<parent fd>/<name> with l*xattr (or an fd of the dir when there is no /proc).
+ * are opened, for a content hash, with O_NOFOLLOW|O_NONBLOCK and an fstat check. A subdir's own row is
+ * written by the thread that opens it to list it: its opaque xattr is read with flistxattr/fgetxattr on
+ * that checked fd (no path lookup, no /proc); if it cannot be opened the row is still written, as lstat
+ * saw it.
  * Per-entry failures become error records; the walk goes on.
  *
  * Rows leave in batches of column buffers (bytes objects) that snapper.nwalk wraps into the RawBatch tuple
@@ -99,6 +101,8 @@ typedef struct Node {
     int fd;        /* kept after listing while subdirs wait (within the fd budget) */
     int users;     /* threads in an openat on fd */
     int listed, keep;
+    int emit;      /* its row is written when it is opened (with the opaque flag read through its fd) */
+    struct stat st; /* what the parent's fstatat saw, for that row */
     long pending;  /* subdirs not yet opened */
     long refs;     /* 1 until listed + live children (they need this name for their path) */
     ino_t ino;
@@ -400,28 +404,6 @@ static int check_opaque(Walker *w, Task *t, const char *path, int fd, const char
     return opaque;
 }
 
-static int dir_opaque(Walker *w, Task *t, int dfd, const char *name, const struct stat *st, const char *rel,
-                      size_t rellen) {
-    if (w->proc_fd) {
-        char xpath[64 + 256];
-        snprintf(xpath, sizeof(xpath), "/proc/self/fd/%d/%s", dfd, name);
-        ssize_t r = llistxattr(xpath, NULL, 0);
-        if (r == 0) return 0; /* the common case: no xattrs at all */
-        return check_opaque(w, t, xpath, -1, rel, rellen);
-    }
-    int fd = open_noatime(dfd, name, DIR_FLAGS);
-    if (fd < 0) {
-        if (errno != ENOENT) add_err(w, t, rel, rellen, "listxattr", errno, NULL);
-        return 0;
-    }
-    int opaque = 0;
-    struct stat fst;
-    if (fstat(fd, &fst) == 0 && fst.st_ino == st->st_ino && fst.st_dev == st->st_dev)
-        opaque = check_opaque(w, t, NULL, fd, rel, rellen);
-    close(fd);
-    return opaque;
-}
-
 static const char *REPLACED_FILE = "replaced by another file between lstat and open";
 
 /* 1 and 16 bytes in out, or 0 and an error record */
@@ -578,16 +560,10 @@ static void list_dir(Walker *w, Local *L, Node *node, int fd) {
                 add_err(w, t, ename.p, ename.len, "lstat", e, e == ENOENT ? "vanished during the walk" : NULL);
                 continue;
             }
-            int row = add_row(w, L, t, rel, rellen, name, namelen, &st);
-            Batch *b = L->batch;
-            switch (st.st_mode & S_IFMT) {
-            case S_IFDIR:
-                if (st.st_dev != t->root_dev ||
-                    (w->n_mps && is_mount_point(w, t, rel, rellen, name, namelen, &L->tmp))) {
-                    put_row(&b->mounts, row);
-                } else {
-                    ENAME();
-                    if (dir_opaque(w, t, fd, name, &st, ename.p, ename.len)) put_row(&b->opaque, row);
+            if (S_ISDIR(st.st_mode) && st.st_dev == t->root_dev &&
+                !(w->n_mps && is_mount_point(w, t, rel, rellen, name, namelen, &L->tmp))) {
+                /* a subdir to list: its row is written by whoever opens it (see process) */
+                {
                     Node *kid = malloc(sizeof(Node) + namelen + 1);
                     if (!kid) abort();
                     memset(kid, 0, sizeof(Node));
@@ -596,6 +572,8 @@ static void list_dir(Walker *w, Local *L, Node *node, int fd) {
                     kid->fd = -1;
                     kid->refs = 1;
                     kid->ino = st.st_ino;
+                    kid->emit = 1;
+                    kid->st = st;
                     kid->namelen = namelen;
                     memcpy(kid->name, name, namelen + 1);
                     if (L->nkids == L->kids_cap) {
@@ -605,6 +583,13 @@ static void list_dir(Walker *w, Local *L, Node *node, int fd) {
                     }
                     L->kids[L->nkids++] = kid;
                 }
+                continue;
+            }
+            int row = add_row(w, L, t, rel, rellen, name, namelen, &st);
+            Batch *b = L->batch;
+            switch (st.st_mode & S_IFMT) {
+            case S_IFDIR: /* on another device or a mount point: recorded, not descended */
+                put_row(&b->mounts, row);
                 break;
             case S_IFLNK: {
                 size_t cap = 256;
@@ -679,6 +664,7 @@ static void process(Walker *w, Local *L, Node *node) {
     unlock(w);
     if (fd < 0) {
         node_path(node, &L->path);
+        if (node->emit) add_row(w, L, t, "", 0, L->path.p, L->path.len, &node->st);
         const char *msg = NULL;
         if (e == ENOENT) msg = "vanished during the walk";
         else if (e == ENOTDIR || e == ELOOP) msg = "no longer a directory (replaced between lstat and open): not listed";
@@ -689,9 +675,15 @@ static void process(Walker *w, Local *L, Node *node) {
     if (fstat(fd, &st) != 0 || st.st_ino != node->ino || st.st_dev != t->root_dev) {
         close(fd);
         node_path(node, &L->path);
+        if (node->emit) add_row(w, L, t, "", 0, L->path.p, L->path.len, &node->st);
         add_err(w, t, L->path.p, L->path.len, "scandir", 0,
                 "replaced by another directory or a symlink between lstat and open: not listed");
         return;
+    }
+    if (node->emit) { /* the dir's own row, opaque read through the fd just checked (no path lookup) */
+        node_path(node, &L->path);
+        int row = add_row(w, L, t, "", 0, L->path.p, L->path.len, &node->st);
+        if (check_opaque(w, t, NULL, fd, L->path.p, L->path.len)) put_row(&L->batch->opaque, row);
     }
     node->fd = fd; /* no child can see it before push_children, which takes mu */
     list_dir(w, L, node, fd);
