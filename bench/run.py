@@ -1,5 +1,9 @@
 """snapper collect against du -sx on one generated tree, alternating, warm and cold; writes bench/RESULTS.md.
 
+Each round runs, in rotating order: ``du -sx``, snapper with the native walk (the default when snapper._nwalk
+is built), snapper with the pure-Python walk (``SNAPPER_NATIVE=0``), and, when installed, ``gdu -npsx`` and
+``fd -u --one-file-system`` (Debian: ``apt-get install gdu fd-find``), so every ratio comes from one run.
+
     python3 bench/run.py --entries 1000000            # the figures in bench/RESULTS.md
     python3 bench/run.py --entries 20000 --quick      # a smoke run (one round, no cold cache, no sweep)
     python3 bench/run.py --entries 5000000 --data sparse --only memory --rounds 2   # peak RSS at 5M
@@ -76,12 +80,13 @@ def tree_rss_kb(pid: int) -> tuple[int, int]:
     return total, n
 
 
-def measure(cmd: list[str], cold: bool = False) -> dict[str, Any]:
+def measure(cmd: list[str], cold: bool = False, env: dict[str, str] | None = None) -> dict[str, Any]:
     if cold:
         drop_caches()
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=None if env is None else os.environ | env)
     peak = [0, 0]
 
     def poll() -> None:
@@ -123,30 +128,51 @@ def du_cmd(root: Path) -> list[str]:
     return ["du", "-sx", str(root)]
 
 
-def alternate(root: Path, scratch: Path, rounds: int, cold: bool, extra: tuple[str, ...] = ("--no-base", "--no-nice"),
-              keep: Path | None = None) -> list[dict[str, Any]]:
-    """du and snapper in alternating order (du first in even rounds)."""
+# Other tools in the same rounds, when installed: (key, command)
+def others(root: Path) -> list[tuple[str, list[str]]]:
     out = []
+    if shutil.which("gdu"):
+        out.append(("gdu", ["gdu", "-n", "-p", "-s", "-x", str(root)]))
+    fd = shutil.which("fd") or shutil.which("fdfind")  # Debian names it fdfind
+    if fd:
+        out.append(("fd", [fd, "-u", "--one-file-system", ".", str(root)]))
+    return out
+
+
+PYTHON_WALK = {"SNAPPER_NATIVE": "0"}
+
+
+def alternate(root: Path, scratch: Path, rounds: int, cold: bool, extra: tuple[str, ...] = ("--no-base", "--no-nice"),
+              keep: Path | None = None, python: bool = True, tools: bool = True) -> list[dict[str, Any]]:
+    """du, snapper (native walk), snapper with the Python walk and the other tools, in an order that rotates
+    by one each round."""
+    out = []
+    who = ["du", "snapper"] + (["python"] if python else []) + ([k for k, _ in others(root)] if tools else [])
+    cmds = dict(others(root))
     for r in range(rounds):
-        order = ("du", "snapper") if r % 2 == 0 else ("snapper", "du")
+        order = who[r % len(who):] + who[:r % len(who)]
         row: dict[str, Any] = {"round": r + 1, "order": "/".join(order)}
         for what in order:
             if what == "du":
                 row["du"] = measure(du_cmd(root), cold)
+            elif what in cmds:
+                row[what] = measure(cmds[what], cold)
             else:
                 snap = scratch / f"snap-{time.monotonic_ns()}"
-                row["snapper"] = measure(snapper_cmd(root, snap, *extra), cold)
-                row["snapper"]["manifest"] = _manifest_summary(snap)
-                if keep is not None and r == rounds - 1:
+                row[what] = measure(snapper_cmd(root, snap, *extra), cold, PYTHON_WALK if what == "python" else None)
+                row[what]["manifest"] = _manifest_summary(snap)
+                if keep is not None and r == rounds - 1 and what == "snapper":
                     shutil.rmtree(keep, ignore_errors=True)
                     snap.rename(keep)
                 else:
                     shutil.rmtree(snap)
         row["ratio"] = round(row["snapper"]["wall_s"] / row["du"]["wall_s"], 3)
+        for k in who[2:]:
+            row[f"ratio_{k}"] = round(row[k]["wall_s"] / row["du"]["wall_s"], 3)
         out.append(row)
         print(f"  {'cold' if cold else 'warm'} round {r + 1}: du {row['du']['wall_s']} s, snapper "
-              f"{row['snapper']['wall_s']} s (x{row['ratio']}), peak RSS {row['snapper']['peak_rss_mb']} MB",
-              flush=True)
+              f"{row['snapper']['wall_s']} s (x{row['ratio']}), peak RSS {row['snapper']['peak_rss_mb']} MB"
+              + "".join(f", {k} {row[k]['wall_s']} s (x{row[f'ratio_{k}']})" for k in who[2:]), flush=True)
     return out
 
 
@@ -271,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="one warm round, no cold cache, no sweep, no 10x")
     ap.add_argument("--only", choices=("all", "memory"), default="all",
                     help="memory: warm rounds only (peak RSS and the ratio), e.g. for 5M entries")
-    ap.add_argument("--sweep", default="2,4,6,8", help="--jobs values to compare warm and cold ('' = none)")
+    ap.add_argument("--sweep", default="1,2,4,8,16", help="native walk threads (SNAPPER_WALK_THREADS) to compare "
+                    "warm and cold ('' = none)")
     ap.add_argument("--blow-up", type=int, default=10, help="time the leaks query on this many x the rows")
     ap.add_argument("--clean", action="store_true", help="remove the tree at the end")
     ap.add_argument("--results", default=str(OUT), help="dir for <entries>.json ('' = do not write results)")
@@ -318,15 +345,15 @@ def main(argv: list[str] | None = None) -> int:
 
     sweep = [int(x) for x in a.sweep.split(",") if x] if not a.quick else []
     res["sweep"] = []
-    for jobs in sweep:
-        row: dict[str, Any] = {"jobs": jobs}
+    for threads in sweep:
+        row: dict[str, Any] = {"threads": threads}
         for c in ((False, True) if cold else (False,)):
-            snap = scratch / f"sweep-{jobs}-{c}"
-            row["cold" if c else "warm"] = measure(snapper_cmd(root, snap, "--no-base", "--no-nice", "--jobs",
-                                                               str(jobs)), cold=c)
+            snap = scratch / f"sweep-{threads}-{c}"
+            row["cold" if c else "warm"] = measure(snapper_cmd(root, snap, "--no-base", "--no-nice"), cold=c,
+                                                   env={"SNAPPER_WALK_THREADS": str(threads)})
             shutil.rmtree(snap)
-        print(f"  --jobs {jobs}: " + ", ".join(f"{k} {v['wall_s']} s ({v['peak_rss_mb']} MB)"
-                                               for k, v in row.items() if k != "jobs"), flush=True)
+        print(f"  {threads} threads: " + ", ".join(f"{k} {v['wall_s']} s ({v['peak_rss_mb']} MB)"
+                                                  for k, v in row.items() if k != "threads"), flush=True)
         res["sweep"].append(row)
 
     # Incremental: 1% new layer dirs (a new image of median-sized app layers) since the base snapshot.
@@ -338,9 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"incremental: {n_new} new layer dirs of ~{budget} entries each, base {base.name}:", flush=True)
     try:
         res["incremental"] = {"new_dirs": n_new, "entries_per_new_dir": budget,
-                              "warm": alternate(root, scratch, rounds, False, ("--base", str(base), "--no-nice"))}
+                              "warm": alternate(root, scratch, rounds, False, ("--base", str(base), "--no-nice"),
+                                                python=False, tools=False)}
         if cold:
-            res["incremental"]["cold"] = alternate(root, scratch, rounds, True, ("--base", str(base), "--no-nice"))
+            res["incremental"]["cold"] = alternate(root, scratch, rounds, True, ("--base", str(base), "--no-nice"),
+                                                   python=False, tools=False)
     finally:
         _remove_added(root, before, new)
 
@@ -395,8 +424,13 @@ def finish(a: argparse.Namespace, res: dict[str, Any], work: Path) -> int:
 
 # --- RESULTS.md ---------------------------------------------------------------------------------------------------
 
-def _ratio(rows: list[dict[str, Any]]) -> float:
-    return round(median_of(rows, "snapper", "wall_s") / median_of(rows, "du", "wall_s"), 2)
+def _ratio(rows: list[dict[str, Any]], who: str = "snapper") -> float:
+    return round(median_of(rows, who, "wall_s") / median_of(rows, "du", "wall_s"), 2)
+
+
+def _others(rows: list[dict[str, Any]]) -> list[str]:
+    """Who else ran in these rounds (python walk, gdu, fd)."""
+    return [k for k in ("python", "gdu", "fd") if rows and k in rows[0]]
 
 
 def summary(res: dict[str, Any]) -> str:
@@ -408,7 +442,8 @@ def summary(res: dict[str, Any]) -> str:
             s = median_of(rows, "snapper", "wall_s")
             lines.append(f"  {key}: du {median_of(rows, 'du', 'wall_s'):.2f} s, snapper {s:.2f} s -> "
                          f"x{_ratio(rows)}, {n / s:,.0f} files/s, peak RSS "
-                         f"{max(r['snapper']['peak_rss_mb'] for r in rows)} MB")
+                         f"{max(r['snapper']['peak_rss_mb'] for r in rows)} MB"
+                         + "".join(f"; {k} x{_ratio(rows, k)}" for k in _others(rows)))
     inc = res.get("incremental") or {}
     for key in ("warm", "cold"):
         if inc.get(key):
@@ -460,15 +495,18 @@ def write_results(out: Path, dest: Path) -> None:
         rows = main_run.get(key)
         if not rows:
             continue
+        oth = _others(rows)
+        names = {"python": "snapper, Python walk", "gdu": "gdu -npsx", "fd": "fd -u"}
         md += ["", f"## {title}", "",
                "| round | order | du wall s | du CPU s | snapper wall s | snapper CPU s | snapper peak RSS MB "
-               "| ratio | files/s |",
-               "|---|---|---|---|---|---|---|---|---|"]
+               "| ratio | files/s |" + "".join(f" {names[k]} wall s | ratio |" for k in oth),
+               "|---|---|---|---|---|---|---|---|---|" + "---|---|" * len(oth)]
         for r in rows:
             md.append(f"| {r['round']} | {r['order']} | {r['du']['wall_s']:.2f} | "
                       f"{r['du']['user_s'] + r['du']['sys_s']:.2f} | {r['snapper']['wall_s']:.2f} | "
                       f"{r['snapper']['user_s'] + r['snapper']['sys_s']:.2f} | {r['snapper']['peak_rss_mb']:.0f} | "
-                      f"{r['ratio']:.2f} | {n / r['snapper']['wall_s']:,.0f} |")
+                      f"{r['ratio']:.2f} | {n / r['snapper']['wall_s']:,.0f} |"
+                      + "".join(f" {r[k]['wall_s']:.2f} | {r[f'ratio_{k}']:.2f} |" for k in oth))
     dp = main_run.get("default_priority")
     if dp:
         md += ["", "## Default priority (nice 19, idle I/O class)", "",
@@ -476,12 +514,14 @@ def write_results(out: Path, dest: Path) -> None:
         for k, v in dp.items():
             md.append(f"| {k} | {_fmt_run(v)} |")
     if main_run.get("sweep"):
-        md += ["", "## --jobs (walk worker processes)", "",
-               "| jobs | warm wall s | warm CPU s | warm peak RSS MB | cold wall s | cold CPU s | cold peak RSS MB |",
+        key = "threads" if "threads" in main_run["sweep"][0] else "jobs"
+        md += ["", "## Native walk threads (SNAPPER_WALK_THREADS)" if key == "threads" else
+               "## --jobs (walk worker processes)", "",
+               f"| {key} | warm wall s | warm CPU s | warm peak RSS MB | cold wall s | cold CPU s | cold peak RSS MB |",
                "|---|---|---|---|---|---|---|"]
         for r in main_run["sweep"]:
             cold = _fmt_run(r["cold"]) if "cold" in r else "- | - | -"
-            md.append(f"| {r['jobs']} | {_fmt_run(r['warm'])} | {cold} |")
+            md.append(f"| {r[key]} | {_fmt_run(r['warm'])} | {cold} |")
     inc = main_run.get("incremental")
     if inc:
         md += ["", f"## Incremental (`--base`): {inc['new_dirs']} new layer dirs of ~{inc['entries_per_new_dir']} "
@@ -532,6 +572,10 @@ def targets_table(r: dict[str, Any], mem: list[dict[str, Any]]) -> list[str]:
     x = _ratio(r["warm"])
     row("warm collect wall <= 1.0 x du -sx", f"x{x} ({median_of(r['warm'], 'snapper', 'wall_s'):.2f} s vs "
         f"{median_of(r['warm'], 'du', 'wall_s'):.2f} s)", x <= 1.0)
+    for key in ("warm", "cold"):
+        if "python" in _others(r.get(key, [])):
+            row(f"(the same, {key}, with the Python walk: SNAPPER_NATIVE=0)",
+                f"x{_ratio(r[key], 'python')} ({median_of(r[key], 'python', 'wall_s'):.2f} s)", None)
     inc = r.get("incremental") or {}
     for key in ("warm", "cold"):
         if inc.get(key):
@@ -539,7 +583,8 @@ def targets_table(r: dict[str, Any], mem: list[dict[str, Any]]) -> list[str]:
             row(f"incremental, 1% new dirs, {key}: <= 0.05 x du -sx", f"x{x} "
                 f"({median_of(inc[key], 'snapper', 'wall_s'):.2f} s)", x <= 0.05)
     peak = max(w["snapper"]["peak_rss_mb"] for w in r["warm"] + r.get("cold", []))
-    row(f"peak RSS <= 256 MB at {r['tree']['entries']:,} entries", f"{peak:.0f} MB (default --jobs)", peak <= 256)
+    row(f"peak RSS <= 256 MB at {r['tree']['entries']:,} entries", f"{peak:.0f} MB (default threads / --jobs)",
+        peak <= 256)
     for m in mem:
         p = max(w["snapper"]["peak_rss_mb"] for w in m["warm"])
         row(f"peak RSS <= 256 MB at {m['tree']['entries']:,} entries", f"{p:.0f} MB", p <= 256)

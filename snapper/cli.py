@@ -203,6 +203,10 @@ def collect(
     finally:
         if prog is not None:
             prog.stop()
+    from snapper.nwalk import fallback_reason
+
+    if (why := fallback_reason()) is not None:  # once, after the collect (an error stays the only line)
+        print(f"note: {why}", file=sys.stderr)
     if metrics is not None:
         from snapper import metrics as metrics_mod
 

@@ -111,28 +111,33 @@ def content_hash(path: str | bytes, st: os.stat_result, mode: str, dir_fd: int |
     """xxh3_128 of a regular file (``path`` relative to ``dir_fd`` when given): partial = size + first and
     last 64 KiB (whole file when small); full = the whole content. Raises OSError; ValueError when the path
     is no longer the inode lstat saw."""
-    import xxhash  # only when hashing: walk workers stay small otherwise
-
     fd = _open_noatime(path, _OPEN_FLAGS, dir_fd)
     try:
         fst = os.fstat(fd)
         if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino or fst.st_dev != st.st_dev:
             raise ValueError("replaced by another file between lstat and open")
-        h = xxhash.xxh3_128()
-        size = fst.st_size
-        if mode == "partial":
-            h.update(size.to_bytes(8, "little"))
-            if size <= 2 * PARTIAL_CHUNK:
-                h.update(os.pread(fd, size, 0))
-            else:
-                h.update(os.pread(fd, PARTIAL_CHUNK, 0))
-                h.update(os.pread(fd, PARTIAL_CHUNK, size - PARTIAL_CHUNK))
-        else:
-            while chunk := os.read(fd, _READ_CHUNK):
-                h.update(chunk)
-        return bytes(h.digest())
+        return digest_fd(fd, fst.st_size, mode)
     finally:
         os.close(fd)
+
+
+def digest_fd(fd: int, size: int, mode: str) -> bytes:
+    """The content hash of the regular file open as ``fd`` (at offset 0; ``size`` from its fstat): the part
+    of :func:`content_hash` after the checks, which the native walk calls back into. Raises OSError."""
+    import xxhash  # only when hashing: walk workers stay small otherwise
+
+    h = xxhash.xxh3_128()
+    if mode == "partial":
+        h.update(size.to_bytes(8, "little"))
+        if size <= 2 * PARTIAL_CHUNK:
+            h.update(os.pread(fd, size, 0))
+        else:
+            h.update(os.pread(fd, PARTIAL_CHUNK, 0))
+            h.update(os.pread(fd, PARTIAL_CHUNK, size - PARTIAL_CHUNK))
+    else:
+        while chunk := os.read(fd, _READ_CHUNK):
+            h.update(chunk)
+    return bytes(h.digest())
 
 
 class LayerResult:
@@ -261,6 +266,9 @@ class TreeWalker:
         self.mps_str = frozenset(os.fsdecode(m) for m in mount_points)
         self.should_donate: Callable[[], bool] = lambda: False
         self.donate_to: Callable[[list[tuple[str, int]]], None] = lambda dirs: None
+        # When set, walk_layer lists only the layer dir itself and hands its subdirs, as (relative path,
+        # inode), and the layer dir's inode to this (the native walk lists them)
+        self.handoff: Callable[[list[tuple[str, int]], int], None] | None = None
         self.root_dev = 0
         self._new_pack()
         self._new_batch()
@@ -334,7 +342,10 @@ class TreeWalker:
             try:
                 if self._open_top(root_st.st_ino):
                     self._enter(os.dup(self.top_fd), "", None, "", top=True)
-                    self._drain()
+                    if self.handoff is None:
+                        self._drain()
+                    elif self.stack:  # the native walk lists the rest (snapper.nwalk)
+                        self.handoff([(d.path() + name, ino) for d, name, ino in self.stack], root_st.st_ino)
             finally:
                 self._release()
         self.flush()

@@ -329,6 +329,14 @@ def _walk_inline(overlay_dir: bytes, names: list[bytes], hash_mode: str,
 
 def walk_layers(overlay_dir: bytes, names: list[bytes], hash_mode: str, mount_points: frozenset[bytes], jobs: int,
           side: Iterator[pa.RecordBatch], stats: dict[str, int]) -> Iterator[tuple[str, Any, Any]]:
+    """Walk the entries ``names`` of ``overlay_dir``: natively (threads, :mod:`snapper.nwalk`) when the
+    extension is built, else in ``jobs`` worker processes (or in this one)."""
+    from snapper.nwalk import native_module, walk_layers_native
+
+    mod = native_module()
+    if mod is not None and names:
+        yield from walk_layers_native(mod, overlay_dir, names, hash_mode, mount_points, side, stats)
+        return
     if jobs <= 1 or not names:
         stats.update(jobs=1, tasks=len(names), subtree_tasks=0)
         for rb in side:

@@ -233,6 +233,9 @@ def test_file_deleted_mid_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     root = std.root
     layer = std.images["app"].layers[0].dir_id
     victim = root / "overlay2" / layer / "diff" / "etc" / "os-release"
+    # the hook deletes the file from inside the Python walk's scandir: the native walk's threads list with
+    # getdents64, out of its reach (it reports the same row: tests/test_nwalk.py checks its error records)
+    monkeypatch.setenv("SNAPPER_NATIVE", "0")
     delete_between_scandir_and_stat(monkeypatch, victim.parent, victim)
     m = run_collect(root, tmp_path / "snap", hash_mode="full", jobs=1)
     walk_errors = [e for e in rows(tmp_path / "snap", "errors") if e["source"] == "walk"]
@@ -428,9 +431,12 @@ def test_root_without_overlay2(tmp_path: Path) -> None:
     open_snapshot(tmp_path / "snap")
 
 
-def test_one_big_layer_is_split_among_walkers_and_stays_du_exact(tmp_path: Path) -> None:
+def test_one_big_layer_is_split_among_walkers_and_stays_du_exact(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Subtree tasks: idle walkers take over dirs of a layer another walker is in; per-layer totals still
-    count each hard-linked inode once (links spread over subtrees that different walkers list)."""
+    count each hard-linked inode once (links spread over subtrees that different walkers list). (The walk
+    worker processes: the Python walk; the native walk's threads share one stack of dirs.)"""
+    monkeypatch.setenv("SNAPPER_NATIVE", "0")
     from tests.synthetic import du_allocated, du_apparent, find_count
 
     sr = SyntheticRoot(tmp_path / "root", seed=11)
@@ -456,8 +462,11 @@ def test_one_big_layer_is_split_among_walkers_and_stays_du_exact(tmp_path: Path)
     assert rows(out4, "layers") == rows(tmp_path / "one", "layers")
 
 
-def test_a_walker_that_dies_fails_the_collect_cleanly(big_root: Path, tmp_path: Path) -> None:
-    """A walk worker killed (OOM killer) mid-walk: the collect reports it and leaves no snapshot."""
+def test_a_walker_that_dies_fails_the_collect_cleanly(big_root: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A walk worker killed (OOM killer) mid-walk: the collect reports it and leaves no snapshot. (Worker
+    processes: the Python walk; the native walk runs in threads of the collect itself.)"""
+    monkeypatch.setenv("SNAPPER_NATIVE", "0")
     out = tmp_path / "snap"
     with process_group(_popen_collect(big_root, out, jobs=2)) as p:
         deadline = time.monotonic() + 15

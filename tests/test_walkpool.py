@@ -16,6 +16,12 @@ from snapper.walkpool import read_frame, walk_layers, write_frame
 from tests.synthetic import SyntheticRoot
 
 
+@pytest.fixture(autouse=True)
+def python_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This module tests the worker processes: the Python walk, even where the native one is built."""
+    monkeypatch.setenv("SNAPPER_NATIVE", "0")
+
+
 def test_frames_round_trip_through_a_pipe_bigger_than_its_buffer() -> None:
     r, w = os.pipe()
     big = ("b", 7, b"x" * (3 << 20), [1, 2, 3], {"k": (1, 2)})  # more than a pipe holds: partial writes
