@@ -785,16 +785,7 @@ static void task_free(Task *t) {
 static void Walker_dealloc(Walker *w) {
     walker_stop(w);
     /* what is left after a stop: queued dirs, events */
-    for (size_t i = 0; i < w->stack_n; i++) {
-        Node *n = w->stack[i];
-        while (n) { /* release chains without their tasks (freed from the events or leaked on stop) */
-            Node *p = n->parent;
-            if (--n->refs > 0) break;
-            if (n->fd >= 0) close(n->fd);
-            free(n);
-            n = p;
-        }
-    }
+    for (size_t i = 0; i < w->stack_n; i++) node_release(w, w->stack[i]); /* the threads are joined: no mu */
     free(w->stack);
     Event *ev = w->out_head;
     while (ev) {

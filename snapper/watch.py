@@ -20,7 +20,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -31,8 +30,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from snapper.docker_root import process_start_ns
+from snapper.docker_root import _cmdline, process_start_ns
 from snapper.errors import UsageError
+from snapper.metadata.api import EngineAPI, UnixConnection
 from snapper.schema import WATCH_EVENTS
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -143,40 +143,6 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def _argv(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
-
-
-class _Unix(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
-def get_json(sock: str, path: str, timeout: float = 5.0) -> Any:
-    conn = _Unix(sock, timeout)
-    try:
-        conn.request("GET", path, headers={"Host": "docker"})
-        resp = conn.getresponse()
-        if resp.status != 200:
-            raise OSError(0, f"HTTP {resp.status} for GET {path}")
-        return json.loads(resp.read())
-    except http.client.HTTPException as e:
-        raise OSError(0, f"GET {path}: {type(e).__name__}") from e
-    finally:
-        conn.close()
-
-
 def event_row(ev: dict[str, Any]) -> Row:
     """An engine event as a row: actor id and the name/image attributes only (labels may be anything)."""
     raw_actor = ev.get("Actor")
@@ -244,7 +210,7 @@ class Recorder:
 
     def _stream(self) -> None:
         while not self._stop.is_set():
-            conn = _Unix(self.sock, None)
+            conn = UnixConnection(self.sock, None)
             try:
                 conn.request("GET", f"/events?since={time.time():.3f}", headers={"Host": "docker"})
                 resp = conn.getresponse()
@@ -273,7 +239,7 @@ class Recorder:
         except OSError:
             return
         for pid in sorted(pids - set(seen)):
-            info = parse_client(_argv(pid), self.sock) if _comm(pid).startswith("docker") else None
+            info = parse_client(_cmdline(pid), self.sock) if _comm(pid).startswith("docker") else None
             seen[pid] = (process_start_ns(pid) if info else None, info)
             if info:
                 self.add(kind="client-start", pid=pid, action=info[0], subject=info[1])
@@ -316,7 +282,7 @@ class Recorder:
                     daemon = (pid, process_start_ns(pid))
                 if not versioned:
                     with contextlib.suppress(OSError, ValueError):
-                        v = get_json(self.sock, "/version", timeout=2.0)
+                        v = EngineAPI(self.sock, timeout=2.0).get("/version")
                         self.add(kind="daemon-start", pid=pid, daemon_started_ns=daemon[1],
                                  version=str(v.get("Version")) if isinstance(v, dict) else None)
                         versioned = True

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from snapper.watch import Recorder, event_row, get_json, parse_client, read_events
+from snapper.metadata.api import EngineAPI
+from snapper.watch import Recorder, event_row, parse_client, read_events
 
 SOCK = "/tmp/snp-x/s.sock"
 
@@ -89,7 +90,7 @@ def test_event_stream_and_version_over_a_unix_socket(tmp_path: Path) -> None:
     ev = json.dumps({"Type": "image", "Action": "pull", "Actor": {"ID": "alpine:3"}, "timeNano": 5}).encode()
     srv = _fake_engine(path, [ev + b"\n"])
     try:
-        assert get_json(path, "/version") == {"Version": "26.1.5"}
+        assert EngineAPI(path).get("/version") == {"Version": "26.1.5"}
         rec = Recorder(path, tmp_path, tmp_path / "no-pid-file", poll_s=0.05)
         t = threading.Thread(target=rec.run, kwargs={"until": lambda: bool(read_rows(rec))})
         t.start()

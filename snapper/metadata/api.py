@@ -20,8 +20,10 @@ from snapper.walk import error_row
 TIMEOUT = 30.0
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (timeout None: block, for a stream such as GET /events)."""
+
+    def __init__(self, path: str, timeout: float | None) -> None:
         super().__init__("localhost", timeout=timeout)
         self.unix_path = path
 
@@ -41,7 +43,7 @@ class EngineAPI:
         """The decoded JSON answer. Raises OSError (no answer, a cut or malformed HTTP answer, a status other
         than 200) or ValueError (not JSON): a daemon killed mid-answer gives http.client.IncompleteRead, which
         is no OSError, and collect only expects these two."""
-        conn = _UnixConnection(self.sock_path, self.timeout)
+        conn = UnixConnection(self.sock_path, self.timeout)
         try:
             conn.request("GET", path, headers={"Host": "docker"})
             resp = conn.getresponse()
